@@ -1,0 +1,45 @@
+# Every target builds or reuses .venv itself, so a fresh machine with only
+# Python 3.10+ needs nothing else.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo lint format types bench autobahn soak clean venv
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check zen_websocket tests scripts
+	$(BIN)/ruff format --check zen_websocket tests scripts
+
+format: $(STAMP)
+	$(BIN)/ruff format zen_websocket tests scripts
+	$(BIN)/ruff check --fix zen_websocket tests scripts
+
+types: $(STAMP)
+	$(BIN)/mypy zen_websocket
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+autobahn: $(STAMP)
+	$(BIN)/python scripts/autobahn.py $(AUTOBAHN_ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info reports

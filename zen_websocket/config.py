@@ -1,0 +1,282 @@
+"""Client options: one frozen dataclass, validated once at construction.
+
+Every invalid value raises :class:`~zen_websocket.errors.ConfigError` naming
+the option, so a typo or a negative delay fails when the client is built,
+not hours later during a reconnect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+__all__ = [
+    "ClientConfig",
+    "HeartbeatConfig",
+    "EVENTS",
+    "HEARTBEAT_TYPES",
+    "OVERFLOW_POLICIES",
+    "DERIBIT_MIN_HEARTBEAT_INTERVAL",
+]
+
+#: Events a callback can be registered for (``client.on(event, fn)``).
+EVENTS = ("message", "connect", "disconnect", "reconnect", "error", "close")
+HEARTBEAT_TYPES = ("ping", "deribit", "custom")
+OVERFLOW_POLICIES = ("drop_oldest", "drop_newest", "block")
+RATE_LIMIT_MODES = ("wait", "raise")
+SUBSCRIPTION_FORMATS = ("deribit", "binance")
+# Deribit rejects public/set_heartbeat below 10 s (API v2, public/set_heartbeat).
+DERIBIT_MIN_HEARTBEAT_INTERVAL = 10.0
+
+
+def _positive(option: str, value: Any, *, allow_none: bool = False) -> float | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise ConfigError(option, "must be a positive number, not None")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(option, f"must be a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(option, f"must be positive, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    """How the client keeps a connection provably alive.
+
+    Args:
+        type: ``"ping"`` (WebSocket ping frames), ``"deribit"``
+            (``public/set_heartbeat`` + answering ``test_request``) or
+            ``"custom"`` (send ``message`` every ``interval``).
+        interval: seconds between heartbeats.
+        message: for ``"custom"``: the ``str``/``bytes``/``dict`` to send.
+        timeout: seconds to wait for a reply before declaring the connection
+            dead; defaults to ``interval``.
+        expect: for ``"custom"``: the reply, as an exact string or a predicate
+            on incoming messages; replies it matches are not delivered. Without
+            it, any incoming frame counts as proof of life.
+    """
+
+    type: str = "ping"
+    interval: float = 30.0
+    message: Any = None
+    timeout: float | None = None
+    expect: str | Callable[[Any], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in HEARTBEAT_TYPES:
+            raise ConfigError(
+                "heartbeat_config.type",
+                f"unknown heartbeat type {self.type!r}; expected one of {', '.join(HEARTBEAT_TYPES)}",
+            )
+        interval = _positive("heartbeat_config.interval", self.interval)
+        object.__setattr__(self, "interval", interval)
+        if self.type == "deribit" and interval is not None and interval < DERIBIT_MIN_HEARTBEAT_INTERVAL:
+            raise ConfigError(
+                "heartbeat_config.interval",
+                f"Deribit's minimum heartbeat interval is {DERIBIT_MIN_HEARTBEAT_INTERVAL:g}s, got {interval:g}",
+            )
+        timeout = _positive("heartbeat_config.timeout", self.timeout, allow_none=True)
+        object.__setattr__(self, "timeout", interval if timeout is None else timeout)
+        if self.type == "custom":
+            if self.message is None:
+                raise ConfigError("heartbeat_config.message", "a custom heartbeat needs a message to send")
+            if not isinstance(self.message, (str, bytes, dict, list)):
+                raise ConfigError("heartbeat_config.message", "must be str, bytes, dict or list")
+        if self.expect is not None and not (isinstance(self.expect, str) or callable(self.expect)):
+            raise ConfigError("heartbeat_config.expect", "must be a string or a predicate")
+
+    @classmethod
+    def coerce(cls, value: Any) -> HeartbeatConfig | None:
+        """Build from a dict, pass a ``HeartbeatConfig`` through, keep None."""
+        if value is None or isinstance(value, HeartbeatConfig):
+            return value
+        if isinstance(value, Mapping):
+            known = {f.name for f in dataclasses.fields(cls)}
+            for key in value:
+                if key not in known:
+                    raise ConfigError(f"heartbeat_config.{key}", "unknown heartbeat option")
+            return cls(**dict(value))
+        raise ConfigError("heartbeat_config", f"must be a dict, HeartbeatConfig or None, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """All options of a :class:`~zen_websocket.Client`, validated.
+
+    Build it with :meth:`from_options` (which also rejects unknown names) or
+    directly; see the README's options table for what each one means.
+    """
+
+    url: str
+    timeout: float = 5.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    subprotocols: list[str] | None = None
+    ssl_context: ssl.SSLContext | None = None
+    proxy: str | None = None
+    retry_count: int | None = 3
+    retry_delay: float = 1.0
+    max_backoff: float = 30.0
+    jitter: float = 0.0
+    reconnect_on_error: bool = True
+    is_fatal: Callable[[BaseException], bool] | None = None
+    restore_subscriptions: bool = True
+    heartbeat_config: HeartbeatConfig | None = field(default_factory=HeartbeatConfig)
+    max_silence: float | None = None
+    request_timeout: float = 30.0
+    close_timeout: float = 2.0
+    max_queue: int | None = None
+    overflow: str = "drop_oldest"
+    max_message_size: int | None = 16 * 1024 * 1024
+    subscription_format: Any = "deribit"
+    rate_limiter: Any = None
+    rate_limit_mode: str = "wait"
+    record_to: str | None = None
+    name: str | None = None
+    debug: bool = False
+    callbacks: Mapping[str, tuple[Callable[..., Any], ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._check_url()
+        _positive("timeout", self.timeout)
+        _positive("retry_delay", self.retry_delay)
+        _positive("max_backoff", self.max_backoff)
+        _positive("request_timeout", self.request_timeout)
+        _positive("close_timeout", self.close_timeout)
+        _positive("max_silence", self.max_silence, allow_none=True)
+        if self.max_backoff < self.retry_delay:
+            raise ConfigError("max_backoff", f"must be >= retry_delay ({self.retry_delay}), got {self.max_backoff}")
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)) or not 0 <= self.jitter <= 1:
+            raise ConfigError("jitter", f"must be a fraction between 0 and 1, got {self.jitter!r}")
+        if self.retry_count is not None and (
+            isinstance(self.retry_count, bool) or not isinstance(self.retry_count, int) or self.retry_count < 0
+        ):
+            raise ConfigError("retry_count", f"must be a non-negative int or None, got {self.retry_count!r}")
+        if not isinstance(self.headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ConfigError("headers", "must be a mapping of str to str")
+        if self.subprotocols is not None and (
+            isinstance(self.subprotocols, str) or not all(isinstance(p, str) for p in self.subprotocols)
+        ):
+            raise ConfigError("subprotocols", "must be a list of str")
+        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+            raise ConfigError("ssl_context", "must be an ssl.SSLContext")
+        if self.proxy is not None:
+            parts = urlsplit(self.proxy) if isinstance(self.proxy, str) else None
+            if (
+                parts is None
+                or parts.scheme not in ("http", "socks4", "socks4a", "socks5", "socks5h")
+                or not parts.hostname
+            ):
+                raise ConfigError("proxy", "must be an http:// or socks5:// URL with a host")
+        if self.is_fatal is not None and not callable(self.is_fatal):
+            raise ConfigError("is_fatal", "must be a predicate on an exception")
+        object.__setattr__(self, "heartbeat_config", HeartbeatConfig.coerce(self.heartbeat_config))
+        if self.max_queue is not None and (
+            isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue <= 0
+        ):
+            raise ConfigError("max_queue", f"must be a positive int or None, got {self.max_queue!r}")
+        if self.overflow not in OVERFLOW_POLICIES:
+            raise ConfigError("overflow", f"must be one of {', '.join(OVERFLOW_POLICIES)}, got {self.overflow!r}")
+        if self.max_message_size is not None and (
+            isinstance(self.max_message_size, bool)
+            or not isinstance(self.max_message_size, int)
+            or self.max_message_size <= 0
+        ):
+            raise ConfigError("max_message_size", f"must be a positive int or None, got {self.max_message_size!r}")
+        if not (callable(self.subscription_format) or self.subscription_format in SUBSCRIPTION_FORMATS):
+            raise ConfigError(
+                "subscription_format",
+                f"must be 'deribit', 'binance' or a callable, got {self.subscription_format!r}",
+            )
+        if self.rate_limit_mode not in RATE_LIMIT_MODES:
+            raise ConfigError("rate_limit_mode", f"must be 'wait' or 'raise', got {self.rate_limit_mode!r}")
+        if self.rate_limiter is not None and not (
+            hasattr(self.rate_limiter, "acquire") and hasattr(self.rate_limiter, "consume")
+        ):
+            raise ConfigError("rate_limiter", "must be a RateLimiter (with consume() and acquire())")
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError("name", "must be a str")
+        if self.record_to is not None and not isinstance(self.record_to, str):
+            raise ConfigError("record_to", "must be a file path (str)")
+
+    def _check_url(self) -> None:
+        if not isinstance(self.url, str):
+            raise ConfigError("url", f"must be a str, got {type(self.url).__name__}")
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError("url", f"invalid URL {self.url!r}: {exc}") from exc
+        if parts.scheme not in ("ws", "wss"):
+            raise ConfigError("url", f"must start with ws:// or wss://, got {self.url!r}")
+        if not parts.hostname:
+            raise ConfigError("url", f"has no host: {self.url!r}")
+        del port
+
+    @classmethod
+    def from_options(cls, url: str, **options: Any) -> ClientConfig:
+        """Validate ``options`` (the keyword arguments of ``connect``).
+
+        ``on_<event>=fn`` options register callbacks; any other unknown name
+        raises :class:`ConfigError`.
+        """
+        known = {f.name for f in dataclasses.fields(cls)} - {"url", "callbacks"}
+        callbacks: dict[str, tuple[Callable[..., Any], ...]] = {}
+        values: dict[str, Any] = {}
+        for key, value in options.items():
+            if key.startswith("on_") and key[3:] in EVENTS:
+                fns = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+                for fn in fns:
+                    if not callable(fn):
+                        raise ConfigError(key, "must be callable")
+                callbacks[key[3:]] = fns
+            elif key in known:
+                values[key] = value
+            else:
+                raise ConfigError(key, "unknown option")
+        if "headers" in values and values["headers"] is None:
+            values["headers"] = {}
+        return cls(url=url, callbacks=callbacks, **values)
+
+    @property
+    def label(self) -> str:
+        """The name used in thread names and logs (``name`` or host:port)."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url)
+        return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'wss' else 80)}"
+
+    def __repr__(self) -> str:
+        # Header values (API keys, bearer tokens) never appear in a repr.
+        headers = {k: "***" for k in self.headers}
+        return f"ClientConfig(url={redact_url(self.url)!r}, name={self.name!r}, headers={headers!r})"
+
+
+_SECRET_WORDS = ("key", "token", "secret", "sig", "auth", "pass", "session")
+
+
+def redact_url(url: str) -> str:
+    """The URL without userinfo, and with secret-looking query values hidden."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = ""
+    if parts.query:
+        pairs = []
+        for pair in parts.query.split("&"):
+            name, sep, _ = pair.partition("=")
+            hidden = sep and any(word in name.lower() for word in _SECRET_WORDS)
+            pairs.append(f"{name}=***" if hidden else pair)
+        query = "?" + "&".join(pairs)
+    return f"{parts.scheme}://{netloc}{parts.path}{query}"
