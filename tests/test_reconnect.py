@@ -1,0 +1,43 @@
+"""Backoff: the reconnect arithmetic as a value."""
+
+from __future__ import annotations
+
+from zen_websocket.reconnect import Backoff
+
+
+def test_delay_doubles_from_retry_delay_up_to_the_cap():
+    policy = Backoff(retry_delay=1.0, max_backoff=10.0, retry_count=None)
+    delays = []
+    for _ in range(6):
+        delays.append(policy.delay())
+        policy = policy.increment()
+    assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_exhausted_after_retry_count_consecutive_failures():
+    policy = Backoff(retry_count=2)
+    assert not policy.exhausted
+    policy = policy.increment()
+    assert not policy.exhausted
+    policy = policy.increment()
+    assert policy.exhausted
+    assert not policy.reset().exhausted
+
+
+def test_none_retries_forever_without_overflow():
+    policy = Backoff(retry_delay=0.5, max_backoff=30.0, retry_count=None, failures=5000)
+    assert not policy.exhausted
+    assert policy.delay() == 30.0
+
+
+def test_jitter_spreads_within_the_fraction():
+    policy = Backoff(retry_delay=1.0, max_backoff=8.0, jitter=0.2, failures=2)
+    assert policy.delay(lambda: 0.0) == 4.0 * 0.8
+    assert policy.delay(lambda: 1.0) == 4.0 * 1.2
+    assert policy.delay(lambda: 0.5) == 4.0
+
+
+def test_increment_returns_a_new_value():
+    policy = Backoff()
+    assert policy.increment() is not policy
+    assert policy.failures == 0
