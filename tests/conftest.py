@@ -21,3 +21,21 @@ def no_leaked_threads():
         time.sleep(0.01)
         leaked = {t for t in leaked if t.is_alive()}
     assert not leaked, f"threads leaked: {sorted(t.name for t in leaked)}"
+
+
+@pytest.fixture
+def echo_server():
+    """A MockWebSocketServer on loopback that echoes every message."""
+    from zen_websocket.testing import MockWebSocketServer
+
+    with MockWebSocketServer(echo=True) as server:
+        yield server
+
+
+@pytest.fixture
+def server():
+    """A MockWebSocketServer on loopback that only records."""
+    from zen_websocket.testing import MockWebSocketServer
+
+    with MockWebSocketServer() as srv:
+        yield srv

@@ -1277,7 +1277,7 @@ class Client:
         self._emit_telemetry(EV_ERROR, {}, error=exc)
         self._emit("error", exc)
 
-    def _emit_telemetry(self, event: tuple[str, ...], measurements: dict[str, Any], **metadata: Any) -> None:
+    def _emit_telemetry(self, event: tuple[str, ...], measurements: dict[str, Any], /, **metadata: Any) -> None:
         handlers = telemetry.handlers_for(event)
         if handlers:
             telemetry.dispatch(handlers, event, measurements, {**self._meta, **metadata})
