@@ -855,6 +855,7 @@ class Client:
             conn is not None
             and not conn.lost.is_set()
             and conn.transport.send_close(1000, "", timeout=max(0.0, deadline - time.monotonic()))
+            and conn.thread is not me  # from a message callback nobody else reads the answer
         ):
             conn.peer_closed.wait(max(0.0, deadline - time.monotonic()))
         if conn is not None:
