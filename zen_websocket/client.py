@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import enum
+import functools
 import json
 import logging
 import queue
@@ -293,11 +294,7 @@ class Client:
         self._callback_errors = 0
         self._unmatched_responses = 0
 
-        self._recorder: Any = None
-        if config.record_to:
-            from .recorder import Recorder
-
-            self._recorder = Recorder(config.record_to, self.name)
+        self._recorder: Any = None  # opened by connect(), closed by _finish()
 
     # ------------------------------------------------------------------
     # public API
@@ -360,6 +357,10 @@ class Client:
                 raise UsageError("connect() was already called on this client")
             self._state = ConnectionState.CONNECTING
         _live_clients.add(self)
+        if self.config.record_to:
+            from .recorder import Recorder
+
+            self._recorder = Recorder(self.config.record_to, self.name)
         policy = self._backoff()
         attempts = 0
         while True:
@@ -376,6 +377,8 @@ class Client:
                         self._final = True
                     self._done.set()
                     _live_clients.discard(self)
+                    if self._recorder is not None:
+                        self._recorder.close()
                     if isinstance(exc, ConnectError):
                         exc.attempts = attempts
                         raise exc from exc.__cause__
@@ -863,6 +866,9 @@ class Client:
             if conn.thread is not None and conn.thread is not me and conn.thread.is_alive():
                 conn.thread.join(max(0.05, deadline - time.monotonic()))
             self._retire(conn)
+        # Before joining the supervisor: it may be waiting on a request (a
+        # connect callback authenticating, a restore waiting for its ack).
+        self._fail_pending(ConnectionLost(1000, "closed by client"))
         supervisor = self._supervisor
         if supervisor is not None and supervisor is not me and supervisor.is_alive():
             supervisor.join(max(0.05, deadline - time.monotonic()))
@@ -870,7 +876,6 @@ class Client:
                 logger.warning("%s: supervisor did not stop within %.2fs", self.name, timeout)
         with self._hb_lock:
             self._heartbeat.stop()
-        self._fail_pending(ConnectionLost(1000, "closed by client"))
         self._finish(1000, "closed by client")
 
     # ------------------------------------------------------------------
@@ -1160,7 +1165,7 @@ class Client:
             )
             self._consumed_ids.add(req.request_id)
             self._note_deadline()
-            future.add_done_callback(lambda f, r=req: self._check_ack(r, f))
+            future.add_done_callback(functools.partial(self._check_ack, req))
         opcode, payload = _encode(message)
         try:
             self._send(opcode, payload, message, internal=True)
