@@ -1,0 +1,583 @@
+"""Pure tests of zen_websocket.jsonrpc: ids, building, classifying, correlating."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from concurrent.futures import Future
+
+import pytest
+
+from zen_websocket import jsonrpc
+from zen_websocket.errors import ConfigError, ConnectionLost, JsonRpcError, RequestTimeout, UsageError
+from zen_websocket.jsonrpc import (
+    Correlator,
+    LatencyWindow,
+    build_request,
+    classify,
+    error_from_response,
+    may_be_response,
+    next_id,
+)
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# --- next_id ----------------------------------------------------------------
+
+
+def test_next_id_is_a_positive_increasing_int():
+    first, second = next_id(), next_id()
+    assert isinstance(first, int) and first > 0
+    assert second > first
+
+
+def test_next_id_is_unique_across_threads():
+    results: list[list[int]] = [[] for _ in range(8)]
+
+    def take(bucket: list[int]) -> None:
+        for _ in range(2000):
+            bucket.append(next_id())
+
+    threads = [threading.Thread(target=take, args=(bucket,)) for bucket in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [i for bucket in results for i in bucket]
+    assert len(set(ids)) == len(ids) == 16000
+    for bucket in results:  # each thread sees its own ids increase
+        assert bucket == sorted(bucket)
+
+
+# --- build_request ------------------------------------------------------------
+
+
+def test_build_request_has_jsonrpc_id_method_and_params():
+    request = build_request("public/subscribe", {"channels": ["a"]}, id=7)
+    assert request == {"jsonrpc": "2.0", "id": 7, "method": "public/subscribe", "params": {"channels": ["a"]}}
+
+
+def test_build_request_omits_params_when_not_given():
+    request = build_request("public/test")
+    assert "params" not in request
+    assert isinstance(request["id"], int) and request["id"] > 0
+
+
+def test_build_request_gives_each_request_a_fresh_id():
+    assert build_request("a")["id"] != build_request("a")["id"]
+
+
+def test_build_request_keeps_a_string_id():
+    assert build_request("a", [1], id="abc")["id"] == "abc"
+
+
+def test_build_request_keeps_empty_structured_params():
+    assert build_request("a", {})["params"] == {}
+    assert build_request("a", [])["params"] == []
+
+
+@pytest.mark.parametrize("method", ["", None, 5, b"public/test"])
+def test_build_request_rejects_a_method_that_is_not_a_non_empty_str(method):
+    with pytest.raises(TypeError, match="method"):
+        build_request(method)
+
+
+@pytest.mark.parametrize("bad_id", [True, 1.5, ["x"], {"a": 1}])
+def test_build_request_rejects_ids_that_are_not_int_or_str(bad_id):
+    with pytest.raises(TypeError, match="id"):
+        build_request("a", id=bad_id)
+
+
+@pytest.mark.parametrize("params", [5, "text", 1.0, True])
+def test_build_request_rejects_params_that_are_not_structured(params):
+    with pytest.raises(TypeError, match="dict or list"):
+        build_request("a", params)
+
+
+def test_build_request_rejects_unencodable_params_at_once_with_the_method_named():
+    with pytest.raises(TypeError, match="private/buy") as info:
+        build_request("private/buy", {"amount": object()})
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_build_request_rejects_nan_and_infinity_as_type_error(value):
+    with pytest.raises(TypeError, match="JSON"):
+        build_request("a", {"price": value})
+
+
+def test_build_request_rejects_circular_params():
+    params: dict = {}
+    params["self"] = params
+    with pytest.raises(TypeError, match="JSON"):
+        build_request("a", params)
+
+
+# --- classify -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ({"jsonrpc": "2.0", "id": 1, "result": {"version": "1.2"}}, "response"),
+        ({"result": None, "id": 1}, "response"),  # Binance stream control ack
+        ({"id": "a", "status": 200, "result": {"serverTime": 1}}, "response"),  # Binance WS API
+        ({"id": 1, "result": 5, "error": None}, "response"),  # JSON-RPC 1.0 style
+        ({"jsonrpc": "2.0", "id": 1, "error": {"code": 10028, "message": "too_many_requests"}}, "error"),
+        ({"code": 2, "msg": "Invalid request", "id": 1}, "error"),  # Binance stream control error
+        ({"id": "a", "status": 400, "error": {"code": -1102, "msg": "bad"}}, "error"),  # Binance WS API
+        ({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}, "error"),
+        ({"jsonrpc": "2.0", "method": "subscription", "params": {"channel": "c", "data": {}}}, "notification"),
+        ({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}, "notification"),
+        ({"method": "heartbeat", "id": None}, "notification"),
+        ({"jsonrpc": "2.0", "id": 3, "method": "public/test"}, "request"),
+        ({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1}, "request"),
+        ({"e": "trade", "s": "BTCUSDT"}, "other"),
+        ({"stream": "btcusdt@trade", "data": {}}, "other"),
+        ({"id": 1}, "other"),
+        ({"code": 2, "msg": "no id"}, "other"),
+        ([{"id": 1, "result": 1}], "other"),
+        ("text", "other"),
+        (None, "other"),
+    ],
+)
+def test_classify_recognises_each_message_kind(message, kind):
+    assert classify(message) == kind
+
+
+# --- error_from_response ------------------------------------------------------------
+
+
+def test_error_from_jsonrpc_error_object_carries_code_message_data_id_and_method():
+    exc = error_from_response(
+        {"jsonrpc": "2.0", "id": 9, "error": {"code": 13009, "message": "unauthorized", "data": {"reason": "x"}}},
+        "private/get_positions",
+    )
+    assert isinstance(exc, JsonRpcError)
+    assert (exc.code, exc.message, exc.data, exc.request_id, exc.method) == (
+        13009,
+        "unauthorized",
+        {"reason": "x"},
+        9,
+        "private/get_positions",
+    )
+    assert "13009" in str(exc) and "private/get_positions" in str(exc)
+
+
+def test_error_from_binance_stream_control_error_reads_top_level_code_and_msg():
+    exc = error_from_response({"code": 2, "msg": "Invalid request: unknown property", "id": 4})
+    assert (exc.code, exc.message, exc.request_id) == (2, "Invalid request: unknown property", 4)
+
+
+def test_error_from_binance_ws_api_error_reads_the_nested_msg_and_data():
+    exc = error_from_response(
+        {
+            "id": "r1",
+            "status": 429,
+            "error": {"code": -1003, "msg": "Too many requests", "data": {"retryAfter": 1700000000000}},
+            "rateLimits": [],
+        }
+    )
+    assert (exc.code, exc.message, exc.request_id) == (-1003, "Too many requests", "r1")
+    assert exc.data == {"retryAfter": 1700000000000}
+
+
+def test_error_without_code_has_code_none():
+    exc = error_from_response({"id": 1, "error": {"message": "boom"}})
+    assert exc.code is None and exc.message == "boom"
+
+
+def test_error_that_is_a_bare_string_becomes_the_message():
+    exc = error_from_response({"id": 1, "error": "not allowed"})
+    assert exc.code is None and exc.message == "not allowed"
+
+
+def test_error_code_given_as_a_numeric_string_becomes_an_int():
+    assert error_from_response({"id": 1, "error": {"code": "10028", "message": "x"}}).code == 10028
+
+
+def test_error_with_no_message_mentions_the_status():
+    exc = error_from_response({"id": 1, "status": 403, "error": {"code": -2015}})
+    assert exc.code == -2015 and "403" in exc.message
+
+
+@pytest.mark.parametrize("message", [None, "oops", [1, 2], {"id": 1}, {"id": 1, "error": 42}])
+def test_error_from_response_never_raises_on_malformed_input(message):
+    exc = error_from_response(message, "m")
+    assert isinstance(exc, JsonRpcError)
+    assert exc.message
+    assert exc.method == "m"
+
+
+def test_error_from_response_survives_a_dict_whose_get_raises():
+    class Hostile(dict):
+        def get(self, *args, **kwargs):
+            raise RuntimeError("no")
+
+    exc = error_from_response(Hostile(id=1))
+    assert isinstance(exc, JsonRpcError) and "malformed" in exc.message
+
+
+# --- may_be_response ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"jsonrpc": "2.0", "id": 1, "result": 1},
+        {"result": None, "id": 12345},
+        {"id": "x", "status": 200, "result": {"ü": "ß"}},
+        {"data": {"text": "é"}, "id": 3, "result": []},
+    ],
+)
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_may_be_response_never_misses_an_object_with_an_id(message, ensure_ascii):
+    text = json.dumps(message, ensure_ascii=ensure_ascii)
+    assert may_be_response(text)
+    assert may_be_response(text.encode())
+
+
+def test_may_be_response_rejects_market_data_without_an_id():
+    text = json.dumps({"e": "trade", "s": "BTCUSDT", "p": "1.0", "ideal": "identity"})
+    assert not may_be_response(text)
+    assert not may_be_response(text.encode())
+
+
+def test_may_be_response_covers_an_id_key_spelled_with_unicode_escapes():
+    text = '{"\\u0069d": 1, "result": 2}'
+    assert json.loads(text) == {"id": 1, "result": 2}
+    assert may_be_response(text)
+
+
+# --- Correlator -------------------------------------------------------------------
+
+
+def test_resolve_completes_the_future_with_the_result():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(1, "public/test", timeout=5.0)
+    pending = correlator.resolve({"jsonrpc": "2.0", "id": 1, "result": {"version": "1"}})
+    assert pending is not None and pending.method == "public/test"
+    assert future.result(timeout=0) == {"version": "1"}
+    assert len(correlator) == 0
+
+
+def test_resolve_with_response_gives_the_whole_message():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track("a", timeout=5.0, resolve_with="response")
+    message = {"id": "a", "status": 200, "result": {"x": 1}, "rateLimits": []}
+    correlator.resolve(message)
+    assert future.result(timeout=0) is message
+
+
+def test_resolve_with_response_gives_error_messages_too_without_raising():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(2, timeout=5.0, resolve_with="response")
+    message = {"code": 2, "msg": "Invalid request", "id": 2}
+    correlator.resolve(message)
+    assert future.result(timeout=0) is message
+
+
+def test_error_response_fails_the_future_with_json_rpc_error():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(3, "private/buy", timeout=5.0)
+    correlator.resolve({"jsonrpc": "2.0", "id": 3, "error": {"code": 10028, "message": "too_many_requests"}})
+    with pytest.raises(JsonRpcError) as info:
+        future.result(timeout=0)
+    assert (info.value.code, info.value.request_id, info.value.method) == (10028, 3, "private/buy")
+
+
+def test_binance_null_result_resolves_to_none():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(4, "SUBSCRIBE", timeout=5.0)
+    correlator.resolve({"result": None, "id": 4})
+    assert future.done() and future.result(timeout=0) is None
+
+
+@pytest.mark.parametrize("message", [{"id": 99, "result": 1}, {"result": 1}, {"id": None, "result": 1}, "x", None])
+def test_resolve_ignores_messages_without_a_tracked_id(message):
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(1, timeout=5.0)
+    assert correlator.resolve(message) is None
+    assert not future.done() and len(correlator) == 1
+
+
+def test_resolve_ignores_an_unhashable_id_from_a_broken_peer():
+    correlator = Correlator(clock=FakeClock())
+    correlator.track(1, timeout=5.0)
+    assert correlator.resolve({"id": [1], "result": 1}) is None
+
+
+def test_resolve_sets_the_round_trip_time_from_the_clock():
+    clock = FakeClock()
+    correlator = Correlator(clock=clock)
+    correlator.track(1, timeout=5.0)
+    clock.advance(0.25)
+    pending = correlator.resolve({"id": 1, "result": 1})
+    assert pending is not None and pending.rtt == pytest.approx(0.25)
+
+
+def test_tracking_an_id_already_in_flight_is_a_usage_error():
+    correlator = Correlator(clock=FakeClock())
+    correlator.track(1, timeout=5.0)
+    with pytest.raises(UsageError, match="already in flight"):
+        correlator.track(1, timeout=5.0)
+
+
+def test_an_id_can_be_tracked_again_once_resolved():
+    correlator = Correlator(clock=FakeClock())
+    correlator.track(1, timeout=5.0)
+    correlator.resolve({"id": 1, "result": 1})
+    future = correlator.track(1, timeout=5.0)
+    correlator.resolve({"id": 1, "result": 2})
+    assert future.result(timeout=0) == 2
+
+
+@pytest.mark.parametrize("bad_id", [None, True, 1.5, (1,)])
+def test_track_rejects_ids_that_are_not_int_or_str(bad_id):
+    with pytest.raises(TypeError):
+        Correlator().track(bad_id, timeout=1.0)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan, math.inf, "5"])
+def test_track_rejects_a_bad_timeout_naming_it(timeout):
+    with pytest.raises(ConfigError) as info:
+        Correlator().track(1, timeout=timeout)
+    assert info.value.option == "timeout"
+
+
+def test_track_rejects_an_unknown_resolve_with():
+    with pytest.raises(ConfigError) as info:
+        Correlator().track(1, timeout=1.0, resolve_with="everything")  # type: ignore[arg-type]
+    assert info.value.option == "resolve_with"
+
+
+def test_expire_fails_only_requests_past_their_deadline_with_request_timeout():
+    clock = FakeClock()
+    correlator = Correlator(clock=clock)
+    short = correlator.track(1, "public/test", timeout=1.0)
+    long = correlator.track(2, timeout=10.0)
+    forever = correlator.track(3, timeout=None)
+    clock.advance(0.999)
+    assert correlator.expire() == []
+    clock.advance(0.001)
+    expired = correlator.expire()
+    assert [p.id for p in expired] == [1]
+    with pytest.raises(RequestTimeout) as info:
+        short.result(timeout=0)
+    assert (info.value.request_id, info.value.method, info.value.timeout) == (1, "public/test", 1.0)
+    assert isinstance(info.value, TimeoutError)
+    assert not long.done() and not forever.done()
+    assert sorted(correlator.pending_ids()) == [2, 3]
+
+
+def test_expire_accepts_an_explicit_now():
+    correlator = Correlator(clock=FakeClock(0.0))
+    correlator.track(1, timeout=1.0)
+    assert correlator.expire(now=0.5) == []
+    assert [p.id for p in correlator.expire(now=2.0)] == [1]
+
+
+def test_a_request_without_timeout_never_expires():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(1, timeout=None)
+    assert correlator.expire(now=1e12) == []
+    assert not future.done() and correlator.next_deadline() is None
+
+
+def test_next_deadline_is_the_earliest_live_deadline():
+    clock = FakeClock(100.0)
+    correlator = Correlator(clock=clock)
+    assert correlator.next_deadline() is None
+    correlator.track(1, timeout=5.0)
+    correlator.track(2, timeout=2.0)
+    correlator.track(3, timeout=None)
+    assert correlator.next_deadline() == 102.0
+    correlator.resolve({"id": 2, "result": None})
+    assert correlator.next_deadline() == 105.0
+    correlator.resolve({"id": 1, "result": None})
+    assert correlator.next_deadline() is None
+
+
+def test_a_resolved_request_does_not_expire_even_if_its_id_is_reused():
+    clock = FakeClock()
+    correlator = Correlator(clock=clock)
+    correlator.track(1, timeout=1.0)
+    correlator.resolve({"id": 1, "result": 1})
+    reused = correlator.track(1, timeout=10.0)
+    clock.advance(2.0)
+    assert correlator.expire() == []
+    assert not reused.done()
+
+
+def test_stale_deadlines_of_resolved_requests_are_compacted():
+    correlator = Correlator(clock=FakeClock())
+    for i in range(1000):
+        correlator.track(i, timeout=30.0)
+        correlator.resolve({"id": i, "result": i})
+    assert len(correlator._deadlines) <= 130  # bounded, not 1000
+
+
+def test_cancel_stops_tracking_without_completing_the_future():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(1, timeout=5.0)
+    pending = correlator.cancel(1)
+    assert pending is not None and pending.future is future
+    assert not future.done() and len(correlator) == 0
+    assert correlator.resolve({"id": 1, "result": 1}) is None
+    assert correlator.cancel(1) is None
+
+
+def test_fail_all_fails_every_request_with_the_factory_exception():
+    correlator = Correlator(clock=FakeClock())
+    futures = [correlator.track(i, f"m{i}", timeout=5.0) for i in range(3)]
+    failed = correlator.fail_all(lambda p: ConnectionLost(reason=f"lost {p.method}"))
+    assert [p.id for p in failed] == [0, 1, 2]
+    assert len(correlator) == 0 and correlator.next_deadline() is None
+    for i, future in enumerate(futures):
+        with pytest.raises(ConnectionLost, match=f"lost m{i}"):
+            future.result(timeout=0)
+
+
+def test_fail_all_still_fails_requests_when_the_factory_raises():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(1, timeout=5.0)
+
+    def broken(pending):
+        raise ValueError("factory bug")
+
+    correlator.fail_all(broken)
+    with pytest.raises(ValueError, match="factory bug"):
+        future.result(timeout=0)
+
+
+def test_a_future_cancelled_by_the_user_is_forgotten_and_resolve_does_not_raise():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(1, timeout=5.0)
+    assert future.cancel()
+    assert len(correlator) == 0
+    assert correlator.resolve({"id": 1, "result": 1}) is None
+
+
+def test_resolve_and_expire_tolerate_a_future_cancelled_after_being_popped():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(1, timeout=1.0)
+    pending = correlator.cancel(1)
+    assert pending is not None
+    future.cancel()
+    # Completing an already-cancelled future must be a no-op, not InvalidStateError.
+    jsonrpc._complete(future, 5)
+    jsonrpc._complete(future, exception=RuntimeError("x"))
+    assert future.cancelled()
+
+
+def test_done_callbacks_run_outside_the_lock():
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(1, timeout=5.0)
+    seen: list[object] = []
+    # The callback uses the correlator: it would deadlock if run under its lock.
+    future.add_done_callback(lambda f: seen.append(correlator.track(2, timeout=5.0)))
+    worker = threading.Thread(target=correlator.resolve, args=({"id": 1, "result": 1},), daemon=True)
+    worker.start()
+    worker.join(5.0)
+    assert not worker.is_alive()
+    assert len(seen) == 1 and 2 in correlator
+
+
+def test_concurrent_track_and_resolve_completes_every_future_with_its_own_result():
+    correlator = Correlator()
+    futures: dict[int, Future] = {}
+    lock = threading.Lock()
+
+    def client(start: int) -> None:
+        for i in range(start, start + 500):
+            future = correlator.track(i, timeout=30.0)
+            with lock:
+                futures[i] = future
+
+    def server() -> None:
+        done = 0
+        while done < 4000:
+            for request_id in correlator.pending_ids():
+                if correlator.resolve({"id": request_id, "result": request_id * 2}) is not None:
+                    done += 1
+
+    threads = [threading.Thread(target=client, args=(n * 500,)) for n in range(8)]
+    responder = threading.Thread(target=server, daemon=True)
+    responder.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    responder.join(20)
+    assert not responder.is_alive()
+    assert len(futures) == 4000 and len(correlator) == 0
+    assert all(future.result(timeout=0) == i * 2 for i, future in futures.items())
+
+
+# --- LatencyWindow -------------------------------------------------------------------
+
+
+def test_latency_percentiles_use_nearest_rank():
+    window = LatencyWindow()
+    for ms in range(1, 101):
+        window.add(ms / 1000)
+    assert window.percentile(50) == pytest.approx(0.050)
+    assert window.percentile(99) == pytest.approx(0.099)
+    assert window.percentile(100) == pytest.approx(0.100)
+    assert window.percentile(0) == pytest.approx(0.001)
+
+
+def test_latency_percentile_is_none_before_any_sample():
+    assert LatencyWindow().percentile(50) is None
+
+
+def test_latency_window_keeps_only_the_last_samples():
+    window = LatencyWindow(size=3)
+    for value in (10.0, 1.0, 2.0, 3.0):
+        window.add(value)
+    assert window.count == 3 and window.total == 4
+    assert window.percentile(100) == 3.0
+
+
+def test_latency_window_clear_forgets_everything():
+    window = LatencyWindow()
+    window.add(1.0)
+    window.clear()
+    assert window.count == 0 and window.total == 0 and window.percentile(50) is None
+
+
+@pytest.mark.parametrize("value", [-0.1, math.nan, math.inf])
+def test_latency_window_rejects_impossible_round_trip_times(value):
+    with pytest.raises(ValueError):
+        LatencyWindow().add(value)
+
+
+@pytest.mark.parametrize("p", [-1, 100.5])
+def test_latency_percentile_must_be_within_0_and_100(p):
+    with pytest.raises(ValueError):
+        LatencyWindow().percentile(p)
+
+
+@pytest.mark.parametrize("size", [0, -1, 1.5, True])
+def test_latency_window_size_must_be_a_positive_int(size):
+    with pytest.raises(ConfigError) as info:
+        LatencyWindow(size)
+    assert info.value.option == "size"
+
+
+def test_module_exports_are_defined():
+    for name in jsonrpc.__all__:
+        assert hasattr(jsonrpc, name), name
