@@ -4,7 +4,17 @@ Runs as its own process (``python scripts/bench_server.py PORT``), so the
 client under test has the interpreter to itself. Commands (text messages):
 
 - ``blast N SIZE``: send N text frames of SIZE bytes, then the text ``done``.
+- ``notify N SIZE``: send N Deribit-style JSON-RPC notifications
+  (``{"jsonrpc":"2.0","method":"subscription","params":{...}}``, no ``id``)
+  of SIZE bytes, then the text ``done``.
+- a JSON-RPC request (a text JSON object with ``"id"`` and ``"method"``) is
+  answered ``{"jsonrpc":"2.0","id":<id>,"result":<params or "ok">}``,
+  except method ``bench/never``, which is never answered (so a client keeps
+  a request in flight for as long as it likes).
 - anything else is echoed back (text or binary).
+
+Bursts are cached by (command, N, SIZE): a repeated burst is sent without
+being rebuilt, so repeated measurements only time the client.
 
 Only what a benchmark needs: no fragmentation, no extensions, one thread per
 connection. The handshake is written by hand to keep the server lean.
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import socket
 import struct
 import sys
@@ -34,9 +45,55 @@ def frame(opcode: int, payload: bytes) -> bytes:
 
 
 def message(seq: int, size: int) -> bytes:
-    head = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":{"seq":%d,"pad":"' % seq
+    head = (
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":{"seq":%d,"pad":"'
+        % seq
+    )
     tail = b'"}}}'
     return head + b"x" * max(0, size - len(head) - len(tail)) + tail
+
+
+def notification(seq: int, size: int) -> bytes:
+    head = (
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"deribit_price_index.btc_usd",'
+        b'"data":{"index_name":"btc_usd","price":%d.%02d,"timestamp":%d,"seq":%d,"pad":"'
+        % (97_000 + seq % 1000, seq % 100, 1_700_000_000_000 + seq, seq)
+    )
+    tail = b'"}}}'
+    return head + b"x" * max(0, size - len(head) - len(tail)) + tail
+
+
+BUILDERS = {b"blast": message, b"notify": notification}
+_bursts: dict[tuple[bytes, int, int], bytes] = {}
+_bursts_lock = threading.Lock()
+
+
+def burst(kind: bytes, n: int, size: int) -> bytes:
+    """N pre-built frames then ``done``; cached so a repeat costs one sendall."""
+    key = (kind, n, size)
+    with _bursts_lock:
+        blob = _bursts.get(key)
+        if blob is None:
+            build = BUILDERS[kind]
+            blob = b"".join(frame(0x1, build(i, size)) for i in range(1, n + 1)) + frame(0x1, b"done")
+            _bursts.clear()  # keep one burst: 200,000 x 200 bytes is 40 MB
+            _bursts[key] = blob
+    return blob
+
+
+def rpc_response(data: bytes) -> bytes | None:
+    """The response frame to a JSON-RPC request, b"" to stay silent, None if not a request."""
+    try:
+        request = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or "id" not in request or "method" not in request:
+        return None
+    if request["method"] == "bench/never":
+        return b""
+    result = request.get("params", "ok")
+    body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}, separators=(",", ":"))
+    return frame(0x1, body.encode())
 
 
 def read_exact(sock: socket.socket, buf: bytearray, n: int) -> bytes:
@@ -91,10 +148,15 @@ def serve_connection(sock: socket.socket) -> None:
                 continue
             if opcode == 0xA:
                 continue
-            if opcode == 0x1 and data.startswith(b"blast "):
-                _, n, size = data.split()
-                blob = b"".join(frame(0x1, message(i, int(size))) for i in range(int(n)))
-                sock.sendall(blob + frame(0x1, b"done"))
+            if opcode == 0x1 and data[:1] == b"{" and b'"method"' in data:
+                response = rpc_response(data)
+                if response is not None:
+                    if response:
+                        sock.sendall(response)
+                    continue
+            if opcode == 0x1 and (data.startswith(b"blast ") or data.startswith(b"notify ")):
+                kind, n, size = data.split()
+                sock.sendall(burst(kind, int(n), int(size)))
                 continue
             sock.sendall(frame(opcode, data))
     except (ConnectionError, OSError):

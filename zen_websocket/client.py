@@ -861,6 +861,8 @@ class Client:
             and conn.thread is not me  # from a message callback nobody else reads the answer
         ):
             conn.peer_closed.wait(max(0.0, deadline - time.monotonic()))
+            # Then the server's TCP close, which the receive thread waits for.
+            conn.lost.wait(max(0.0, deadline - time.monotonic()))
         if conn is not None:
             conn.transport.abort()
             if conn.thread is not None and conn.thread is not me and conn.thread.is_alive():
@@ -932,6 +934,7 @@ class Client:
                         record("close", {"code": code, "reason": reason})
                     if transport.close_sent:
                         conn.peer_closed.set()  # the answer to our close
+                        self._drain_until_eof(transport)  # the server closes TCP first
                     else:
                         # Echo the peer's code (websocket-client would send 1000).
                         transport.send_close(code if code != 1005 else 1005, "", timeout=self.config.close_timeout)
@@ -942,7 +945,8 @@ class Client:
         except (ProtocolError, MessageTooLarge) as protocol_exc:
             exc = protocol_exc
             logger.error("%s: %s; closing with %d", self.name, protocol_exc, protocol_exc.close_code)
-            transport.send_close(protocol_exc.close_code, "", timeout=self.config.close_timeout)
+            if transport.send_close(protocol_exc.close_code, "", timeout=self.config.close_timeout):
+                self._drain_until_eof(transport)  # discard until the server closes TCP (bounded)
         except ConnectionClosed as closed_exc:
             exc = closed_exc
         except OSError as os_exc:
@@ -965,11 +969,21 @@ class Client:
             self._wake.set()
 
     def _drain_until_eof(self, transport: Transport) -> None:
-        """After echoing a close: give the server ``close_timeout`` to close TCP first."""
+        """After a close frame: give the server ``close_timeout`` in all to close TCP first.
+
+        Whatever arrives meanwhile is discarded; a peer that keeps sending
+        cannot stretch the wait.
+        """
+        deadline = time.monotonic() + self.config.close_timeout
+        sock = transport.sock
         try:
-            transport.sock.settimeout(self.config.close_timeout)
-            while transport.sock.recv(65536):
-                pass
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                sock.settimeout(remaining)
+                if not sock.recv(65536):
+                    return
         except OSError:
             pass
 
@@ -1045,14 +1059,15 @@ class Client:
         limiter = self.config.rate_limiter
         if limiter is not None:
             self._rate_limit(limiter, message, internal)
+        if self._recorder is not None:
+            # Before the write: an echo must never be recorded ahead of its cause.
+            self._recorder.record("out", message if isinstance(message, (str, bytes)) else payload.decode("utf-8"))
         try:
             size = conn.transport.send_frame(opcode, payload)
         except OSError as exc:
             raise NotConnectedError(f"connection lost while sending: {exc}") from exc
         with self._count_lock:
             self._messages_sent += 1
-        if self._recorder is not None:
-            self._recorder.record("out", message if isinstance(message, (str, bytes)) else payload.decode("utf-8"))
         if self._debug:
             self._log_frame(">", message if isinstance(message, (str, bytes)) else payload.decode("utf-8", "replace"))
         handlers = telemetry.handlers_for(EV_SENT)

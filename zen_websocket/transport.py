@@ -204,6 +204,8 @@ class Transport:
                 self._fill()
             buf, pos = self._buf, self._pos
             length = int.from_bytes(buf[pos + 2 : pos + header], "big")
+            if length >> 63:
+                raise ProtocolError("64-bit payload length with the most significant bit set")
         opcode = b0 & 0x0F
         fin = bool(b0 & 0x80)
         if b0 & 0x70:
@@ -303,9 +305,17 @@ class Transport:
     # -- sending (any thread) -------------------------------------------
 
     def send_frame(self, opcode: int, payload: bytes) -> int:
-        """Format (masked, by websocket-client) and send one frame; returns its size."""
+        """Format (masked, by websocket-client) and send one frame; returns its size.
+
+        Raises:
+            OSError: the socket failed, or (``BrokenPipeError``) our close
+                frame was already sent.
+        """
         frame = ABNF.create_frame(payload, opcode).format()
         with self._send_lock:
+            if self.close_sent:
+                # RFC 6455 5.5.1: nothing may follow our close frame.
+                raise BrokenPipeError("the close frame was already sent")
             self.sock.sendall(frame)
             self.bytes_sent += len(frame)
         return len(frame)
