@@ -507,8 +507,8 @@ class Client:
                 "use request_async() and add_done_callback() instead"
             )
         timeout = self.config.request_timeout if timeout is None else timeout
-        message = jsonrpc.build_request(method, params)
-        future = self._request(message, timeout, expire=False)
+        message, payload = _build_request(method, params)
+        future = self._request(message, payload, timeout, expire=False)
         try:
             return future.result(timeout)
         except RequestTimeout:
@@ -527,7 +527,8 @@ class Client:
         by the supervisor thread.
         """
         timeout = self.config.request_timeout if timeout is None else timeout
-        return self._request(jsonrpc.build_request(method, params), timeout, expire=True)
+        message, payload = _build_request(method, params)
+        return self._request(message, payload, timeout, expire=True)
 
     def subscribe(self, channels: str | Iterable[str], *, wait: bool = False, timeout: float | None = None) -> None:
         """Subscribe in the configured dialect and remember the channels.
@@ -890,7 +891,9 @@ class Client:
         hb = self._heartbeat
         queue_put = self._queue.put
         stopping = self._stopping
-        correlator_pending = self._correlator
+        # The correlator's dict, read without its lock: an empty dict means no
+        # request is in flight, so a notification needs no look at all.
+        in_flight = self._correlator._pending
         hb_filters = self._hb_filters
         record = self._recorder.record if self._recorder is not None else None
         exc: BaseException | None = None
@@ -907,7 +910,11 @@ class Client:
                     handlers = telemetry.handlers_for(EV_RECEIVED)
                     if handlers:
                         telemetry.dispatch(handlers, EV_RECEIVED, {"size": len(data)}, self._meta)
-                    if opcode == OP_TEXT and (hb_filters or len(correlator_pending)) and self._consume(data):
+                    if (
+                        opcode == OP_TEXT
+                        and (hb_filters or (in_flight and ('"id"' in data or "\\u" in data)))
+                        and self._consume(data)
+                    ):
                         continue
                     message_callbacks = self._callbacks.get("message")
                     if message_callbacks:
@@ -1120,7 +1127,7 @@ class Client:
             return
         self._emit_telemetry(EV_HB_SENT, {}, type=cfg.type)
 
-    def _request(self, message: dict[str, Any], timeout: float, *, expire: bool) -> Future[Any]:
+    def _request(self, message: dict[str, Any], payload: bytes, timeout: float, *, expire: bool) -> Future[Any]:
         """Track then send a request; the returned Future resolves to its result."""
         self._require_connected()
         request_id = message["id"]
@@ -1129,7 +1136,7 @@ class Client:
             self._note_deadline()
         self._emit_telemetry(EV_REQ_START, {}, method=message["method"], id=request_id)
         try:
-            self._send(OP_TEXT, _dumps(message), message)
+            self._send(OP_TEXT, payload, message)
         except BaseException:
             self._correlator.cancel(request_id)
             raise
@@ -1329,6 +1336,16 @@ def _dumps(data: Any) -> bytes:
         return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise TypeError(f"message is not JSON-encodable: {exc}") from exc
+
+
+def _build_request(method: str, params: Any) -> tuple[dict[str, Any], bytes]:
+    """A JSON-RPC request and its encoding, encoded once (TypeError before anything is sent)."""
+    if not isinstance(method, str) or not method:
+        raise TypeError(f"method must be a non-empty str, got {method!r}")
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": jsonrpc.next_id(), "method": method}
+    if params is not None:
+        message["params"] = params
+    return message, _dumps(message)
 
 
 def _channel_list(channels: str | Iterable[str]) -> list[str]:

@@ -378,9 +378,10 @@ class _WSConnection(ServerConnection):
         self.gate = _GatedSocket(sock)
         self.owner = owner
         self.mock = MockConnection(owner, self, attempt.number)
-        attempt.ws = self
         super().__init__(cast(socket.socket, self.gate), protocol, server, **kwargs)
         self.recv_events_thread.name = f"mock-ws-recv-{attempt.number}"
+        # Published last: stop() reads attempt.ws from another thread.
+        attempt.ws = self
 
     def process_event(self, event: Any) -> None:
         super().process_event(event)
@@ -972,9 +973,9 @@ class MockWebSocketServer:
 
     @property
     def connections(self) -> list[MockConnection]:
-        """Currently open connections, oldest first (a copy)."""
+        """Currently open connections (closing ones excluded), oldest first (a copy)."""
         with self._cond:
-            return list(self._open)
+            return [c for c in self._open if c.is_open]
 
     @property
     def all_connections(self) -> list[MockConnection]:
@@ -1069,7 +1070,7 @@ class MockWebSocketServer:
 
     def wait_for_connections(self, n: int = 1, timeout: float = 1.0) -> bool:
         """Wait until at least ``n`` connections are open at once; returns whether they are."""
-        return self.wait_for(lambda: len(self._open) >= n, timeout)
+        return self.wait_for(lambda: len(self.connections) >= n, timeout)
 
     # ------------------------------------------------------------------ sending
 
@@ -1454,8 +1455,9 @@ class MockWebSocketServer:
             fault = self._plan.pop(0) if self._plan else None
             self._cond.notify_all()
         if fault is not None and fault[0] == "refuse":
-            _abort_raw(sock)
+            # Stop listening before resetting this client, so its next attempt is refused.
             self._refuse_for(fault[1], listener)
+            _abort_raw(sock)
             return False
         attempt = _Attempt(number, sock, fault)
         # Not a daemon: stop() joins it (and force-closes its socket if needed).

@@ -1,0 +1,577 @@
+"""Side-by-side benchmark: zen_websocket vs websocket-client vs websockets (sync).
+
+Everything runs on loopback against ONE ``scripts/bench_server.py``
+subprocess (pre-built frames, so the server is never the bottleneck):
+
+(a) receive throughput: zen ``recv()`` loop, zen ``message`` callback, raw
+    websocket-client ``recv()`` (default, which checks UTF-8 in pure Python,
+    and ``skip_utf8_validation=True``), ``websockets.sync`` ``recv()``;
+(b) echo round trip p50/p99, zen ``send_message`` + ``recv`` vs raw send + recv;
+(c) CPU seconds per 100,000 messages received (whole client process);
+(d) RSS and threads per idle connection (each client kind in a fresh child
+    process, so one kind's freed memory cannot hide the other's cost);
+(e) ``client.request()`` round trip vs raw echo;
+(f) JSON-RPC notifications received while a request is in flight (the
+    router looks at every message) vs plain ``recv()``;
+(g) ``RateLimiter.consume()`` cost per call.
+
+Usage::
+
+    .venv/bin/python scripts/bench.py            # full run, about a minute
+    .venv/bin/python scripts/bench.py --quick    # 10x fewer messages (smoke test)
+    .venv/bin/python scripts/bench.py --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import timeit
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import websocket  # websocket-client
+from websockets.sync.client import connect as websockets_connect
+
+import zen_websocket as zw
+
+HERE = Path(__file__).resolve().parent
+SERVER = HERE / "bench_server.py"
+REPEATS = 3
+SIZE = 200  # bytes per message, (a) and (f)
+TITLE = "zen_websocket benchmark"
+HEADER = f"{'client':<58}{'msg/s':>12}{'CPU s/100k':>12}"
+
+
+@dataclass
+class Throughput:
+    """Best of ``REPEATS`` bursts."""
+
+    label: str
+    messages: int
+    rate: float  # messages per second, best run
+    cpu_per_100k: float  # process CPU seconds per 100,000 messages, best run
+    runs: list[float]  # every run's rate
+
+
+@dataclass
+class Latency:
+    label: str
+    samples: int
+    p50_us: float
+    p99_us: float
+
+
+# ---------------------------------------------------------------------------
+# the server subprocess
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    """Start bench_server.py on a free loopback port; return it and its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.isdigit():
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"bench server did not print its port (got {line!r})")
+    return proc, f"ws://127.0.0.1:{line}"
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def percentile(sorted_samples: list[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted samples."""
+    rank = max(1, -(-len(sorted_samples) * p // 100))  # ceil without float error
+    return sorted_samples[int(rank) - 1]
+
+
+def timed_loop(recv: Callable[[], Any], n: int) -> tuple[int, float, float]:
+    """Read a burst of ``n`` messages then ``done``; the clock starts at the first message.
+
+    Starting at the first message leaves the server's start-up of the burst
+    out; the client's per-message work is all that is timed.
+    """
+    first = recv()
+    assert first != "done"
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    count = 0
+    while recv() != "done":
+        count += 1
+    elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    assert count == n - 1, f"expected {n - 1} messages after the first, got {count}"
+    return count, elapsed, cpu
+
+
+def progress(text: str) -> None:
+    """Progress goes to stderr, so stdout is just the report."""
+    print(f"  {text}", file=sys.stderr, flush=True)
+
+
+def zen_client(url: str, **options: Any) -> zw.Client:
+    # No heartbeats: a ping in the middle of a measurement is noise.
+    return zw.connect(url, heartbeat_config=None, name="bench", **options)
+
+
+def raw_client(url: str, skip_utf8: bool) -> websocket.WebSocket:
+    if skip_utf8:
+        return websocket.create_connection(url, skip_utf8_validation=True)
+    return websocket.create_connection(url)
+
+
+def websockets_client(url: str) -> Any:
+    # proxy=None: never route loopback through an environment proxy.
+    return websockets_connect(url, max_size=None, compression=None, proxy=None)
+
+
+# ---------------------------------------------------------------------------
+# (a) + (c) + (f) receive throughput
+#
+# Every client is opened first, then the rounds are interleaved (run 1 of
+# each client, run 2 of each...), so a slow moment of the machine cannot
+# favour one client; the best run of each is reported.
+
+
+class Receiver:
+    """One client under test: ``run()`` times one burst of ``n`` messages."""
+
+    def __init__(self, key: str, label: str, n: int) -> None:
+        self.key, self.label, self.n = key, label, n
+        self.rates: list[float] = []
+        self.cpus: list[float] = []
+
+    def run(self) -> tuple[int, float, float]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def measure(self) -> None:
+        gc.collect()
+        count, elapsed, cpu = self.run()
+        self.rates.append(count / elapsed)
+        self.cpus.append(cpu / count * 100_000)
+
+    def result(self) -> Throughput:
+        return Throughput(self.label, self.n, max(self.rates), min(self.cpus), self.rates)
+
+
+class ZenRecv(Receiver):
+    def __init__(self, key: str, label: str, n: int, url: str, kind: str = "blast", in_flight: bool = False) -> None:
+        super().__init__(key, label, n)
+        self.command = f"{kind} {n} {SIZE}"
+        self.client = zen_client(url)
+        self.pending = None
+        if in_flight:
+            # The server never answers bench/never: the router must inspect every message.
+            self.pending = self.client.request_async("bench/never", timeout=3600)
+            assert self.client.get_state_metrics()["pending_requests"] == 1
+
+    def run(self) -> tuple[int, float, float]:
+        self.client.send_message(self.command)
+        result = timed_loop(self.client.recv, self.n)
+        if self.pending is not None:
+            assert not self.pending.done() and self.client.get_state_metrics()["pending_requests"] == 1
+        return result
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ZenCallback(Receiver):
+    def __init__(self, key: str, label: str, n: int, url: str) -> None:
+        super().__init__(key, label, n)
+        self.done = threading.Event()
+        self.count = 0
+        self.t0 = self.c0 = self.t1 = self.c1 = 0.0
+        self.client = zen_client(url, on_message=self.on_message)
+
+    def on_message(self, _client: zw.Client, data: Any) -> None:
+        if data == "done":
+            self.t1, self.c1 = time.perf_counter(), time.process_time()
+            self.done.set()
+            return
+        if self.count == 0:  # the clock starts at the first message, as in timed_loop
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
+        self.count += 1
+
+    def run(self) -> tuple[int, float, float]:
+        self.count = 0
+        self.done.clear()
+        self.client.send_message(f"blast {self.n} {SIZE}")
+        if not self.done.wait(120):
+            raise RuntimeError("callback burst did not finish")
+        assert self.count == self.n, f"expected {self.n} messages, got {self.count}"
+        return self.n - 1, self.t1 - self.t0, self.c1 - self.c0
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RawRecv(Receiver):
+    def __init__(self, key: str, label: str, n: int, url: str, skip_utf8: bool) -> None:
+        super().__init__(key, label, n)
+        self.ws = raw_client(url, skip_utf8)
+
+    def run(self) -> tuple[int, float, float]:
+        self.ws.send(f"blast {self.n} {SIZE}")
+        return timed_loop(self.ws.recv, self.n)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+class WebsocketsRecv(Receiver):
+    def __init__(self, key: str, label: str, n: int, url: str) -> None:
+        super().__init__(key, label, n)
+        self.ws = websockets_client(url)
+
+    def run(self) -> tuple[int, float, float]:
+        self.ws.send(f"blast {self.n} {SIZE}")
+        return timed_loop(self.ws.recv, self.n)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def bench_receive(url: str, n: int) -> dict[str, Throughput]:
+    makers: list[Callable[[], Receiver]] = [
+        lambda: ZenRecv("zen_recv", "zen_websocket  recv() loop", n, url),
+        lambda: ZenCallback("zen_callback", 'zen_websocket  on("message") callback', n, url),
+        lambda: RawRecv("raw_default", "websocket-client recv() (default: UTF-8 checked in Python)", n, url, False),
+        lambda: RawRecv("raw_skip", "websocket-client recv() (skip_utf8_validation=True)", n, url, True),
+        lambda: WebsocketsRecv("websockets", "websockets.sync recv()", n, url),
+        lambda: ZenRecv(
+            "notify_plain", "zen_websocket  recv(), notifications, nothing in flight", n, url, kind="notify"
+        ),
+        lambda: ZenRecv("routed", "zen_websocket  recv(), notifications, 1 request in flight", n, url, "notify", True),
+    ]
+    receivers: list[Receiver] = []
+    try:
+        for make in makers:
+            receivers.append(make())
+        for round_no in range(REPEATS):
+            for r in receivers:
+                started = time.monotonic()
+                r.measure()
+                progress(f"receive round {round_no + 1}/{REPEATS}: {r.key} {time.monotonic() - started:.1f}s")
+    finally:
+        for r in receivers:
+            r.close()
+    return {r.key: r.result() for r in receivers}
+
+
+# ---------------------------------------------------------------------------
+# (b) + (e) round trips, interleaved in blocks for the same reason
+
+
+# About the size of the request in (e), so echo and request move similar bytes.
+ECHO_PAYLOAD = '{"op":"echo","pad":"' + "x" * (SIZE - 22) + '"}'
+REQUEST_PAD = "x" * (SIZE - 70)
+BLOCKS = 10
+
+
+def bench_round_trips(url: str, n: int) -> dict[str, Latency]:
+    zen = zen_client(url)
+    raw_default = raw_client(url, skip_utf8=False)
+    raw_skip = raw_client(url, skip_utf8=True)
+    params = {"pad": REQUEST_PAD}
+
+    def zen_echo() -> None:
+        zen.send_message(ECHO_PAYLOAD)
+        zen.recv()
+
+    def raw_default_echo() -> None:
+        raw_default.send(ECHO_PAYLOAD)
+        raw_default.recv()
+
+    def raw_skip_echo() -> None:
+        raw_skip.send(ECHO_PAYLOAD)
+        raw_skip.recv()
+
+    def zen_request() -> None:
+        zen.request("bench/echo", params)
+
+    cases: list[tuple[str, str, Callable[[], None]]] = [
+        ("zen_echo", "zen_websocket  send_message() + recv()", zen_echo),
+        ("raw_echo_default", "websocket-client send() + recv() (default)", raw_default_echo),
+        ("raw_echo_skip", "websocket-client send() + recv() (skip_utf8_validation=True)", raw_skip_echo),
+        ("zen_request", 'zen_websocket  request("bench/echo")', zen_request),
+    ]
+    samples: dict[str, list[float]] = {key: [] for key, _, _ in cases}
+    clock = time.perf_counter
+    try:
+        for _, _, round_trip in cases:
+            for _ in range(min(500, n)):  # warm-up
+                round_trip()
+        gc.collect()
+        per_block = max(1, n // BLOCKS)
+        for _ in range(BLOCKS):
+            for key, _, round_trip in cases:
+                out = samples[key]
+                for _ in range(per_block):
+                    t0 = clock()
+                    round_trip()
+                    out.append(clock() - t0)
+    finally:
+        zen.close()
+        raw_default.close()
+        raw_skip.close()
+    results = {}
+    for key, label, _ in cases:
+        s = sorted(samples[key])
+        results[key] = Latency(label, len(s), percentile(s, 50) * 1e6, percentile(s, 99) * 1e6)
+    return results
+
+
+# ---------------------------------------------------------------------------
+# (g) rate limiter
+
+
+def bench_consume(calls: int) -> float:
+    """Microseconds per uncontended ``RateLimiter.consume()`` (best of 3)."""
+    limiter = zw.RateLimiter(rate=1e12, burst=1e12)
+    best = min(timeit.repeat(limiter.consume, number=calls, repeat=REPEATS))
+    assert limiter.tokens > 0
+    return best / calls * 1e6
+
+
+# ---------------------------------------------------------------------------
+# (d) idle connections, each kind in a child process
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(kind: str, url: str, count: int) -> None:
+    """Open ``count`` idle connections; print RSS and thread deltas as JSON."""
+    gc.collect()
+    rss0, threads0 = rss_bytes(), threading.active_count()
+    clients: list[Any] = []
+    try:
+        for _ in range(count):
+            if kind == "zen":
+                clients.append(zw.connect(url))  # default heartbeat: as users run it
+            else:
+                clients.append(websocket.create_connection(url))
+        time.sleep(0.3)  # let every thread reach its idle wait
+        gc.collect()
+        rss1, threads1 = rss_bytes(), threading.active_count()
+    finally:
+        for c in clients:
+            c.close()
+    leftover = threading.active_count() - threads0
+    print(json.dumps({"rss": rss1 - rss0, "threads": threads1 - threads0, "leftover_threads": leftover}))
+
+
+def bench_memory(url: str, count: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"connections": count}
+    for kind in ("zen", "raw"):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--memory-child", kind, url, str(count)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        out[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+# ---------------------------------------------------------------------------
+# report
+
+
+def check(ok: bool) -> str:
+    return "[met] " if ok else "[MISS]"
+
+
+def report(r: dict[str, Any], quick: bool) -> list[tuple[str, bool]]:
+    """Print the tables; return (target, met) pairs."""
+    n = r["n"]
+    tp: dict[str, Throughput] = r["throughput"]
+    lat: dict[str, Latency] = r["latency"]
+    mem = r["memory"]
+
+    print(f"(a)+(c) Receive {n:,} text messages of {SIZE} bytes; best of {REPEATS} runs")
+    print("        (clock and CPU start at each burst's first message; CPU = whole client process)")
+    print("  " + HEADER)
+    for key in ("zen_recv", "zen_callback", "raw_default", "raw_skip", "websockets"):
+        t = tp[key]
+        print(f"  {t.label:<58}{t.rate:>12,.0f}{t.cpu_per_100k:>12.3f}")
+    zr, zc = tp["zen_recv"].rate, tp["zen_callback"].rate
+    rd, rs, wsr = tp["raw_default"].rate, tp["raw_skip"].rate, tp["websockets"].rate
+    print("  ratios (zen/other, msg/s):")
+    print(f"    {'':<22}{'raw default':>14}{'raw skip-utf8':>15}{'websockets':>12}")
+    print(f"    {'zen recv()':<22}{zr / rd:>13.2f}x{zr / rs:>14.2f}x{zr / wsr:>11.2f}x")
+    print(f"    {'zen callback':<22}{zc / rd:>13.2f}x{zc / rs:>14.2f}x{zc / wsr:>11.2f}x")
+    print()
+
+    print(f"(b)+(e) Round trips, {r['rtt_n']:,} sequential, ~{SIZE}-byte messages")
+    print(f"  {'':<58}{'p50 µs':>12}{'p99 µs':>12}")
+    for key in ("zen_echo", "raw_echo_default", "raw_echo_skip", "zen_request"):
+        x = lat[key]
+        print(f"  {x.label:<58}{x.p50_us:>12.1f}{x.p99_us:>12.1f}")
+    ze, rde, rse, zq = (lat[k].p50_us for k in ("zen_echo", "raw_echo_default", "raw_echo_skip", "zen_request"))
+    print(f"  ratios (p50): zen echo/raw default {ze / rde:.2f}x, zen echo/raw skip-utf8 {ze / rse:.2f}x,")
+    print(
+        f"                zen request/raw echo default {zq / rde:.2f}x, zen request/raw echo skip-utf8 {zq / rse:.2f}x"
+    )
+    print()
+
+    plain, routed, notify_plain = tp["zen_recv"], tp["routed"], tp["notify_plain"]
+    print(f"(f) JSON-RPC notifications via recv(), {n:,} x {SIZE} bytes; best of {REPEATS} runs")
+    print("  " + HEADER)
+    for t in (notify_plain, routed):
+        print(f"  {t.label:<58}{t.rate:>12,.0f}{t.cpu_per_100k:>12.3f}")
+    print(
+        f"  routed/plain recv() of (a): {routed.rate / plain.rate:.2f}x; "
+        f"routed/notifications with nothing in flight: {routed.rate / notify_plain.rate:.2f}x"
+    )
+    print()
+
+    zm, rm = mem["zen"], mem["raw"]
+    count = mem["connections"]
+    print(f"(d) Idle connections: {count} each, fresh child process per client kind")
+    print(f"  {'':<58}{'KiB/conn':>12}{'threads/conn':>14}")
+    print(
+        f"  {'zen_websocket (default heartbeat: ping every 30 s)':<58}{zm['rss'] / count / 1024:>12.1f}{zm['threads'] / count:>14.2f}"
+    )
+    print(
+        f"  {'websocket-client create_connection()':<58}{rm['rss'] / count / 1024:>12.1f}{rm['threads'] / count:>14.2f}"
+    )
+    print(f"  threads left after close: zen {zm['leftover_threads']}, websocket-client {rm['leftover_threads']}")
+    print()
+
+    print(
+        f"(g) RateLimiter.consume(), uncontended, {r['consume_calls']:,} calls, best of {REPEATS}: {r['consume_us']:.3f} µs/call"
+    )
+    print()
+
+    targets = [
+        (f"recv() >= 1.5x raw websocket-client, default        ({zr / rd:.2f}x)", zr >= 1.5 * rd),
+        (f"recv() >= 1.5x raw websocket-client, skip-utf8      ({zr / rs:.2f}x)", zr >= 1.5 * rs),
+        (f"recv() >= 1.0x websockets sync                      ({zr / wsr:.2f}x)", zr >= 1.0 * wsr),
+        (f"echo p50 <= 1.3x raw echo, default                  ({ze / rde:.2f}x)", ze <= 1.3 * rde),
+        (f"echo p50 <= 1.3x raw echo, skip-utf8                ({ze / rse:.2f}x)", ze <= 1.3 * rse),
+        (f"request p50 <= 1.3x raw echo, default               ({zq / rde:.2f}x)", zq <= 1.3 * rde),
+        (f"request p50 <= 1.3x raw echo, skip-utf8             ({zq / rse:.2f}x)", zq <= 1.3 * rse),
+        (
+            f"routed notifications >= 0.9x plain recv() of (a)    ({routed.rate / plain.rate:.2f}x)",
+            routed.rate >= 0.9 * plain.rate,
+        ),
+        (f"RateLimiter.consume() < 2 µs                        ({r['consume_us']:.3f} µs)", r["consume_us"] < 2.0),
+    ]
+    print("Targets" + ("  (--quick: small samples, indicative only)" if quick else ""))
+    for text, ok in targets:
+        print(f"  {check(ok)} {text}")
+    met = sum(ok for _, ok in targets)
+    print(f"  {met}/{len(targets)} met")
+    return targets
+
+
+# ---------------------------------------------------------------------------
+
+
+def run(url: str, quick: bool) -> dict[str, Any]:
+    scale = 10 if quick else 1
+    n = 200_000 // scale
+    rtt_n = 10_000 // scale
+    conns = 200 // scale
+    consume_calls = 1_000_000 // scale
+    results: dict[str, Any] = {"n": n, "rtt_n": rtt_n, "consume_calls": consume_calls}
+    results["throughput"] = bench_receive(url, n)
+    started = time.monotonic()
+    results["latency"] = bench_round_trips(url, rtt_n)
+    progress(f"round trips {time.monotonic() - started:.1f}s")
+    started = time.monotonic()
+    results["memory"] = bench_memory(url, conns)
+    progress(f"idle connections {time.monotonic() - started:.1f}s")
+    results["consume_us"] = bench_consume(consume_calls)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10x fewer messages (smoke test)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--memory-child", nargs=3, metavar=("KIND", "URL", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        kind, url, count = args.memory_child
+        memory_child(kind, url, int(count))
+        return 0
+
+    started = time.monotonic()
+    server, url = start_server()
+    try:
+        print(f"{TITLE}: {url} (loopback), Python {platform.python_version()}, {os.cpu_count()} CPUs")
+        print(
+            f"zen_websocket {zw.__version__}, websocket-client {websocket.__version__}, "
+            f"websockets {_websockets_version()}"
+        )
+        print(
+            "Heartbeats disabled (heartbeat_config=None) on every zen client except (d), "
+            "which uses the default heartbeat."
+        )
+        print(
+            f"Throughput: best of {REPEATS} runs, interleaved across clients; round trips: "
+            f"{BLOCKS} interleaved blocks per client. websockets.sync adds proxy=None (loopback only)."
+        )
+        print()
+        results = run(url, args.quick)
+    finally:
+        stop_server(server)
+    print()
+    targets = report(results, args.quick)
+    leftover = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    print(
+        f"\nServer stopped (exit {server.returncode}); threads left in this process: {len(leftover)} {leftover or ''}"
+    )
+    print(f"Total time {time.monotonic() - started:.1f}s")
+    if args.json:
+        out = dict(results)
+        out["throughput"] = {k: asdict(v) for k, v in results["throughput"].items()}
+        out["latency"] = {k: asdict(v) for k, v in results["latency"].items()}
+        out["targets"] = [{"target": text, "met": ok} for text, ok in targets]
+        out["quick"] = args.quick
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"Results written to {args.json}")
+    return 1 if leftover else 0
+
+
+def _websockets_version() -> str:
+    from importlib.metadata import version
+
+    return version("websockets")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
