@@ -13,19 +13,10 @@ import time
 import pytest
 
 import zen_websocket as zw
-from tests.timeunit import ms
+from tests.timeunit import ms, wait_until
 from zen_websocket import telemetry
 
 FAST = {"heartbeat_config": None, "retry_delay": ms(10), "max_backoff": ms(50), "close_timeout": ms(500)}
-
-
-def wait_until(predicate, timeout=2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def test_connect_send_recv_close_round_trip(echo_server):

@@ -10,21 +10,12 @@ import time
 import pytest
 
 import zen_websocket as zw
-from tests.timeunit import ms
+from tests.timeunit import ms, wait_until
 from zen_websocket import telemetry
 from zen_websocket.rate_limiter import binance_stream_preset
 from zen_websocket.testing import BinanceEmulator, DeribitEmulator, MockWebSocketServer
 
 BASE = {"heartbeat_config": None, "retry_delay": ms(20), "max_backoff": ms(100), "close_timeout": ms(300)}
-
-
-def wait_until(predicate, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import zen_websocket as zw
-from tests.timeunit import ms
+from tests.timeunit import ms, wait_until
 from zen_websocket import telemetry
 from zen_websocket.testing import MockWebSocketServer
 
@@ -20,15 +20,6 @@ BASE = {
     "close_timeout": ms(300),
     "timeout": 1.0,
 }
-
-
-def wait_until(predicate, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 class Recorder:

@@ -14,3 +14,19 @@ SCALE = float(os.environ.get("ZW_TEST_TIME_SCALE", "1.0"))
 def ms(n: float) -> float:
     """``n`` milliseconds of test time, in seconds."""
     return n / 1000.0 * SCALE
+
+
+def wait_until(predicate, timeout: float = 3.0, interval: float = 0.005) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` (scaled) passes; returns its last value.
+
+    For state that has no event to wait on (server-side counters); bounded,
+    so a test that waits for something that never happens fails instead of hanging.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout * SCALE
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
