@@ -390,7 +390,7 @@ def test_telemetry_reports_lifecycle_and_messages(echo_server):
         telemetry.detach("lifecycle-test")
     names = [name for name, _, _ in events]
     assert names == ["connect", "message_sent", "message_received", "close"]
-    assert events[1][1] == {"size": 2 + 4 + 3}
+    assert events[1][1] == {"size": 3}
     assert events[2][1] == {"size": 3}
     assert all(metadata["name"] == "feed-1" for _, _, metadata in events)
 

@@ -554,7 +554,7 @@ class Client:
         self._emit_telemetry(EV_SUB_ADD, {"count": len(names)}, channels=names)
         futures = [self._send_control(req) for req in self._dialect.build(names, True)]
         if wait:
-            self._await_acks(futures, timeout, remove_missing=True, raise_missing=True)
+            self._await_acks(futures, timeout, raise_missing=True)
 
     def unsubscribe(self, channels: str | Iterable[str], *, wait: bool = False, timeout: float | None = None) -> None:
         """Unsubscribe and remove the channels from the restore set."""
@@ -567,7 +567,7 @@ class Client:
             return  # nothing to tell the server; they will not be restored
         futures = [self._send_control(req) for req in self._dialect.build(names, False)]
         if wait:
-            self._await_acks(futures, timeout, remove_missing=False, raise_missing=False)
+            self._await_acks(futures, timeout, raise_missing=False)
 
     def get_heartbeat_health(self) -> dict[str, Any]:
         """Heartbeat state: ``active``, ``type``, ``interval``, ``last_heartbeat_at``,
@@ -785,6 +785,7 @@ class Client:
         """Reconnect with backoff; False when the client ended instead."""
         policy = self._backoff()
         attempt = 0
+        downtime_before = self._downtime  # this outage's time is added by _establish
         while True:
             if policy.exhausted:
                 logger.error("%s: giving up after %d attempts", self.name, attempt)
@@ -810,8 +811,9 @@ class Client:
                 policy = policy.increment()
                 continue
             self._reconnects += 1
-            downtime = self._downtime
-            self._emit_telemetry(EV_RECONNECT_SUCCESS, {"attempts": attempt, "downtime": downtime})
+            self._emit_telemetry(
+                EV_RECONNECT_SUCCESS, {"attempts": attempt, "downtime": self._downtime - downtime_before}
+            )
             self._emit("reconnect", attempt)
             return True
 
@@ -1061,25 +1063,35 @@ class Client:
             raise NotConnectedError(f"not connected (state {self._state.value})")
         return conn
 
-    def _send(self, opcode: int, payload: bytes, message: Any, *, internal: bool = False) -> None:
+    def _send(self, opcode: int, payload: bytes, message: Any, *, internal: bool = False, charge: bool = False) -> None:
+        """Every data frame goes out here: rate limit, record, log, write, count, telemetry.
+
+        ``charge=True`` (sends from the receive thread) takes the limiter's
+        tokens without waiting: the receive thread must never block on it.
+        """
         conn = self._require_connected()
         limiter = self.config.rate_limiter
         if limiter is not None:
-            self._rate_limit(limiter, message, internal)
-        if self._recorder is not None:
-            # Before the write: an echo must never be recorded ahead of its cause.
-            self._recorder.record("out", message if isinstance(message, (str, bytes)) else payload.decode("utf-8"))
+            if charge:
+                limiter.charge(message)
+            else:
+                self._rate_limit(limiter, message, internal)
+        if self._recorder is not None or self._debug:
+            # Before the write: an echo must never be recorded (or logged) ahead of its cause.
+            shown = message if isinstance(message, (str, bytes)) else payload.decode("utf-8")
+            if self._recorder is not None:
+                self._recorder.record("out", shown)
+            if self._debug:
+                self._log_frame(">", shown)
         try:
-            size = conn.transport.send_frame(opcode, payload)
+            conn.transport.send_frame(opcode, payload)
         except OSError as exc:
             raise NotConnectedError(f"connection lost while sending: {exc}") from exc
         with self._count_lock:
             self._messages_sent += 1
-        if self._debug:
-            self._log_frame(">", message if isinstance(message, (str, bytes)) else payload.decode("utf-8", "replace"))
         handlers = telemetry.handlers_for(EV_SENT)
         if handlers:
-            telemetry.dispatch(handlers, EV_SENT, {"size": size}, self._meta)
+            telemetry.dispatch(handlers, EV_SENT, {"size": len(payload)}, self._meta)
 
     def _rate_limit(self, limiter: Any, message: Any, internal: bool) -> None:
         if limiter.consume(message):
@@ -1145,7 +1157,7 @@ class Client:
     def _internal_request_async(self, method: str, params: Any, *, charge: bool = False) -> Future[Any]:
         """A request the library makes; its response is not delivered to the user."""
         message = jsonrpc.build_request(method, params)
-        conn = self._require_connected()
+        self._require_connected()
         request_id = message["id"]
         future = self._correlator.track(
             request_id, method, timeout=self.config.request_timeout, resolve_with="response"
@@ -1154,16 +1166,7 @@ class Client:
         self._note_deadline()
         payload = _dumps(message)
         try:
-            if charge:
-                # From the receive thread: must not wait for the limiter.
-                limiter = self.config.rate_limiter
-                if limiter is not None and hasattr(limiter, "charge"):
-                    limiter.charge(message)
-                conn.transport.send_frame(OP_TEXT, payload)
-                with self._count_lock:
-                    self._messages_sent += 1
-            else:
-                self._send(OP_TEXT, payload, message, internal=True)
+            self._send(OP_TEXT, payload, message, internal=True, charge=charge)
         except BaseException:
             self._correlator.cancel(request_id)
             self._consumed_ids.discard(request_id)
@@ -1225,7 +1228,6 @@ class Client:
         futures: list[Future[Any] | None],
         timeout: float | None,
         *,
-        remove_missing: bool,
         raise_missing: bool,
     ) -> list[str]:
         deadline = time.monotonic() + (self.config.request_timeout if timeout is None else timeout)
@@ -1258,7 +1260,7 @@ class Client:
                 futures.append(self._send_control(req))
             except NotConnectedError:
                 return  # lost again: the next reconnect restores
-        missing = self._await_acks(futures, None, remove_missing=True, raise_missing=False)
+        missing = self._await_acks(futures, None, raise_missing=False)
         self._emit_telemetry(
             EV_SUB_RESTORE,
             {"count": len(channels), "missing": len(missing), "duration": time.monotonic() - started},

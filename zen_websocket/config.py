@@ -61,8 +61,9 @@ class HeartbeatConfig:
         timeout: seconds to wait for a reply before declaring the connection
             dead; defaults to ``interval``.
         expect: for ``"custom"``: the reply, as an exact string or a predicate
-            on incoming messages; replies it matches are not delivered. Without
-            it, any incoming frame counts as proof of life.
+            on incoming messages; replies it matches are not delivered, and a
+            heartbeat unanswered for ``timeout`` means the peer is dead. Without
+            it the heartbeat is only sent (use ``max_silence`` to catch silence).
     """
 
     type: str = "ping"

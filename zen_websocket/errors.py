@@ -80,7 +80,8 @@ class ConnectError(ZenWebSocketError):
     Attributes:
         reason: ``"timeout"``, ``"econnrefused"``, ``"nxdomain"``,
             ``"ehostunreach"``, ``"tls"``, ``"unauthorized"``,
-            ``"handshake_status"``, ``"protocol"`` or ``"error"``.
+            ``"handshake_status"``, ``"closed"`` (``close()`` was called
+            during the attempt) or ``"error"``.
         status_code: HTTP status of a rejected upgrade, else None.
         attempts: how many attempts were made.
     """
@@ -255,7 +256,7 @@ def categorize(exc: BaseException) -> Category:
     if isinstance(exc, ConnectError):
         if exc.status_code is not None:
             return _status_category(exc.status_code)
-        if exc.reason in ("unauthorized", "protocol"):
+        if exc.reason == "unauthorized":
             return "fatal"
         if exc.__cause__ is not None and exc.__cause__ is not exc:
             return categorize(exc.__cause__)
