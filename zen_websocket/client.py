@@ -25,6 +25,7 @@ The receive-side counters are written by the receive thread only.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import enum
 import functools
 import json
@@ -724,32 +725,41 @@ class Client:
                 return None
             if conn.lost.is_set():
                 return conn.lost_exc or ConnectionClosed(None, "connection lost")
-            now = time.monotonic()
-            self._expire_requests(now)
-            with self._hb_lock:
-                action = self._heartbeat.poll(now)
-                deadline = self._heartbeat.next_deadline()
-            if action == "send":
-                self._send_heartbeat(conn)
-                continue
-            if action in ("dead_heartbeat", "dead_silence"):
-                dead: BaseException
-                if action == "dead_heartbeat":
-                    dead = HeartbeatTimeout(f"no heartbeat reply within {self.config.heartbeat_config.timeout}s")  # type: ignore[union-attr]
-                    self._emit_telemetry(EV_HB_FAILURE, {"failures": self._heartbeat.failures})
-                else:
-                    dead = SilenceTimeout(f"no frame for {self.config.max_silence}s")
-                logger.warning("%s: connection is dead: %s", self.name, dead)
-                conn.lost_exc = conn.lost_exc or dead
-                conn.transport.abort()  # wakes the receive thread and any stuck writer
-                conn.lost.wait(self.config.close_timeout)
-                return conn.lost_exc
+            self._expire_requests(time.monotonic())
+            dead, deadline = self._heartbeat_step(conn)
+            if dead is not None:
+                return dead
             request_deadline = self._correlator.next_deadline()
             if request_deadline is not None and (deadline is None or request_deadline < deadline):
                 deadline = request_deadline
             self._sleep_until = deadline
             self._wake.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
             self._wake.clear()
+
+    def _heartbeat_step(self, conn: _Connection) -> tuple[BaseException | None, float | None]:
+        """Do what the heartbeat needs now; return (the loss if the peer is dead, next deadline)."""
+        while True:
+            now = time.monotonic()
+            with self._hb_lock:
+                action = self._heartbeat.poll(now)
+                deadline = self._heartbeat.next_deadline()
+            if action == "send":
+                self._send_heartbeat(conn)
+                continue
+            if action is None:
+                return None, deadline
+            dead: BaseException
+            if action == "dead_heartbeat":
+                cfg = self.config.heartbeat_config
+                dead = HeartbeatTimeout(f"no heartbeat reply within {cfg.timeout if cfg else None}s")
+                self._emit_telemetry(EV_HB_FAILURE, {"failures": self._heartbeat.failures})
+            else:
+                dead = SilenceTimeout(f"no frame for {self.config.max_silence}s")
+            logger.warning("%s: connection is dead: %s", self.name, dead)
+            conn.lost_exc = conn.lost_exc or dead
+            conn.transport.abort()  # wakes the receive thread and any stuck writer
+            conn.lost.wait(self.config.close_timeout)
+            return conn.lost_exc, None
 
     def _on_lost(self, conn: _Connection, exc: BaseException) -> None:
         """Book-keeping after a connection is gone, before any reconnect."""
@@ -1210,6 +1220,8 @@ class Client:
         if isinstance(exc, ConnectionLost):
             return  # the restore after the reconnect subscribes again
         if exc is not None:
+            # No answer (a timeout): ambiguous, so the channels stay in the
+            # restore set; the next reconnect subscribes them again.
             missing = list(req.channels)
             error: SubscriptionError = SubscriptionError(f"subscription not acknowledged: {exc}", missing)
         else:
@@ -1217,9 +1229,9 @@ class Client:
             if not missing:
                 return
             error = SubscriptionError(f"server did not confirm channels: {', '.join(missing)}", missing)
+            if req.method is None or "unsubscribe" not in str(req.method).lower():
+                self._subs.remove(missing)  # refused: restoring would only be refused again
         future.zw_missing = missing  # type: ignore[attr-defined]
-        if req.method is None or "unsubscribe" not in str(req.method).lower():
-            self._subs.remove(missing)
         self._emit_telemetry(EV_SUB_ERROR, {"count": len(missing)}, channels=missing)
         self._report_error(error)
 
@@ -1231,6 +1243,19 @@ class Client:
         raise_missing: bool,
     ) -> list[str]:
         deadline = time.monotonic() + (self.config.request_timeout if timeout is None else timeout)
+        conn = self._conn
+        if conn is not None and threading.current_thread() is self._supervisor:
+            # The supervisor is also the heartbeat timer: keep it beating while
+            # it waits, so that a peer that stalls during a restore is caught
+            # by the heartbeat rather than by request_timeout.
+            pending = [f for f in futures if f is not None]
+            while pending and time.monotonic() < deadline:
+                dead, beat = self._heartbeat_step(conn)
+                if dead is not None:
+                    break
+                until = deadline if beat is None else min(deadline, beat)
+                concurrent.futures.wait(pending, timeout=max(0.0, until - time.monotonic()))
+                pending = [f for f in pending if not f.done()]
         missing: list[str] = []
         for future in futures:
             if future is None:
