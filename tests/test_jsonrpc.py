@@ -9,6 +9,7 @@ from concurrent.futures import Future
 
 import pytest
 
+from tests.timeunit import FakeClock
 from zen_websocket import jsonrpc
 from zen_websocket.errors import ConfigError, ConnectionLost, JsonRpcError, RequestTimeout, UsageError
 from zen_websocket.jsonrpc import (
@@ -20,20 +21,6 @@ from zen_websocket.jsonrpc import (
     may_be_response,
     next_id,
 )
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
 
 # --- next_id ----------------------------------------------------------------
 

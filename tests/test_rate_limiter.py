@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.timeunit import FakeClock
 from zen_websocket import rate_limiter as rl
 from zen_websocket.errors import ConfigError
 from zen_websocket.rate_limiter import (
@@ -28,19 +29,6 @@ from zen_websocket.rate_limiter import (
     is_matching_engine,
     simple_cost,
 )
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def drain(limiter: RateLimiter | MultiRateLimiter, message: object = None) -> int:

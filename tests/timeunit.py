@@ -30,3 +30,16 @@ def wait_until(predicate, timeout: float = 3.0, interval: float = 0.005) -> bool
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+class FakeClock:
+    """A clock that only moves when told to (inject as ``clock=`` into pure modules)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
