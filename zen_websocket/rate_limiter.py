@@ -329,6 +329,53 @@ def _positive(option: str, value: Any) -> float:
 _bucket_order = itertools.count()
 
 
+def _wait_in_line(owner: Any, take: Callable[[], float], timeout: float | None) -> bool:
+    """The FIFO wait behind ``RateLimiter.acquire`` and ``MultiRateLimiter.acquire``.
+
+    The caller holds ``owner._lock``. ``take()`` takes the tokens and returns
+    0.0, or returns the seconds the refill still needs. Waiters are served in
+    arrival order: the head sleeps for exactly that time, the others until
+    the head leaves. Returns False at once when the refill cannot make it
+    within ``timeout``.
+    """
+    assert owner._lock.locked()
+    if not owner._waiters and take() == 0.0:
+        return True
+    if timeout is not None and timeout <= 0:
+        owner._rejected += 1
+        return False
+    clock = owner._clock
+    started = now = clock()
+    deadline = None if timeout is None else now + timeout
+    ticket = threading.Condition(owner._lock)
+    owner._waiters.append(ticket)
+    try:
+        while True:
+            now = clock()
+            wait: float | None
+            if owner._waiters[0] is ticket:
+                wait = take()
+                if wait == 0.0:
+                    return True
+                if deadline is not None and now + wait > deadline:
+                    owner._rejected += 1
+                    return False
+            elif deadline is None:
+                wait = None  # sleep until the head leaves
+            else:
+                wait = deadline - now
+                if wait <= 0:
+                    owner._rejected += 1
+                    return False
+            ticket.wait(wait)
+    finally:
+        was_head = owner._waiters[0] is ticket
+        owner._waiters.remove(ticket)
+        if was_head and owner._waiters:
+            owner._waiters[0].notify()
+        owner._waited += max(0.0, now - started)
+
+
 class RateLimiter:
     """A thread-safe token bucket refilled continuously.
 
@@ -515,47 +562,15 @@ class RateLimiter:
             ValueError: the cost exceeds ``burst``.
         """
         cost = self._cost_of(message)
-        with self._lock:
-            now = self._refill_locked()
-            if not self._waiters and self._tokens + _EPSILON >= cost:
+
+        def take() -> float:
+            wait = self._deficit_locked(cost)  # refills first
+            if wait == 0.0:
                 self._take_locked(cost)
-                return True
-            if timeout is not None and timeout <= 0:
-                self._rejected += 1
-                return False
-            started = now
-            deadline = None if timeout is None else now + timeout
-            ticket = threading.Condition(self._lock)
-            self._waiters.append(ticket)
-            try:
-                while True:
-                    # One clock reading per decision: the time the tokens are
-                    # taken is the time they were counted.
-                    now = self._refill_locked()
-                    wait: float | None
-                    if self._waiters[0] is ticket:
-                        deficit = cost - self._tokens
-                        if deficit <= _EPSILON:
-                            self._take_locked(cost)
-                            return True
-                        wait = deficit / self._per_second
-                        if deadline is not None and now + wait > deadline:
-                            self._rejected += 1
-                            return False
-                    elif deadline is None:
-                        wait = None  # sleep until the head leaves
-                    else:
-                        wait = deadline - now
-                        if wait <= 0:
-                            self._rejected += 1
-                            return False
-                    ticket.wait(wait)
-            finally:
-                was_head = self._waiters[0] is ticket
-                self._waiters.remove(ticket)
-                if was_head and self._waiters:
-                    self._waiters[0].notify()
-                self._waited += max(0.0, now - started)
+            return wait
+
+        with self._lock:
+            return _wait_in_line(self, take, timeout)
 
     def retry_after(self, message: Any = None) -> float:
         """Seconds until ``cost(message)`` tokens will be available (0 if now).
@@ -655,6 +670,8 @@ class MultiRateLimiter:
         self.name = name
         self._buckets = dict(buckets)
         self._route = route
+        # Deadlines are measured on the buckets' clock (they share one in practice).
+        self._clock: Clock = next(iter(self._buckets.values()))._clock if self._buckets else time.monotonic
         self._lock = threading.Lock()
         self._waiters: deque[threading.Condition] = deque()
         self._consumed = 0
@@ -740,45 +757,15 @@ class MultiRateLimiter:
         cannot make it within ``timeout``.
         """
         targets = self._targets(message)
-        clock = targets[0][0]._clock if targets else time.monotonic
-        with self._lock:
-            now = clock()
-            if not self._waiters and self._try_take(targets) == 0.0:
+
+        def take() -> float:
+            wait = self._try_take(targets)
+            if wait == 0.0:
                 self._consumed += 1
-                return True
-            if timeout is not None and timeout <= 0:
-                self._rejected += 1
-                return False
-            started = now
-            deadline = None if timeout is None else now + timeout
-            ticket = threading.Condition(self._lock)
-            self._waiters.append(ticket)
-            try:
-                while True:
-                    now = clock()
-                    wait: float | None
-                    if self._waiters[0] is ticket:
-                        wait = self._try_take(targets)
-                        if wait == 0.0:
-                            self._consumed += 1
-                            return True
-                        if deadline is not None and now + wait > deadline:
-                            self._rejected += 1
-                            return False
-                    elif deadline is None:
-                        wait = None
-                    else:
-                        wait = deadline - now
-                        if wait <= 0:
-                            self._rejected += 1
-                            return False
-                    ticket.wait(wait)
-            finally:
-                was_head = self._waiters[0] is ticket
-                self._waiters.remove(ticket)
-                if was_head and self._waiters:
-                    self._waiters[0].notify()
-                self._waited += max(0.0, now - started)
+            return wait
+
+        with self._lock:
+            return _wait_in_line(self, take, timeout)
 
     def retry_after(self, message: Any = None) -> float:
         """Seconds until every routed bucket has the message's cost (0 if now)."""
