@@ -1,6 +1,6 @@
 """Soak test: random faults for minutes against a loopback server streaming numbered messages.
 
-A :class:`MockWebSocketServer` answers Deribit ``public/subscribe`` requests
+A :class:`~zen_websocket.testing.SequencedFeed` answers Deribit ``public/subscribe`` requests
 and streams ``{"method": "subscription", "params": {"channel": ch, "data":
 {"conn": id, "seq": n}}}`` to subscribed connections, ``seq`` counting from 1
 on each connection. One zen_websocket client (callback mode) subscribes; every
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import zen_websocket as zw
 from zen_websocket import telemetry
-from zen_websocket.testing import MockWebSocketServer
+from zen_websocket.testing import SequencedFeed
 
 CHANNELS = ["ticker.BTC-PERPETUAL.100ms", "book.ETH-PERPETUAL.100ms"]
 FAULTS = ["drop", "stall", "close_1001", "close_1011", "close_1000", "refuse", "reject_503"]
@@ -80,54 +80,21 @@ def fd_count() -> int:
 
 
 class Feed:
-    """Server side: subscribe handler, per-connection numbered stream, restore times."""
+    """Server side: a SequencedFeed (subscribe handler, per-connection numbered stream)."""
 
     def __init__(self, interval: float) -> None:
-        self.lock = threading.Lock()
-        self.subscribed_at: dict[int, float] = {}  # conn id -> when all channels were subscribed
-        self.sent: dict[int, int] = defaultdict(int)
-        self.server = MockWebSocketServer(handler=self._handler, close_timeout=0.5)
-        self.interval = interval
-        self.stream: Any = None
+        self.server = SequencedFeed(interval=interval, close_timeout=0.5)
+        self.sent = self.server.sent
 
     def start(self) -> None:
         self.server.start()
-        self.stream = self.server.start_feed(self._tick, self.interval)
 
     def stop(self) -> None:
-        if self.stream is not None:
-            self.stream.stop()
         self.server.stop()
 
-    def _handler(self, conn: Any, message: Any) -> Any:
-        now = time.monotonic()
-        request = json.loads(message)
-        if request.get("method") != "public/subscribe":
-            return None
-        channels = request["params"]["channels"]
-        with self.lock:
-            known = conn.session.setdefault("channels", [])
-            known.extend(c for c in channels if c not in known)
-            if set(known) >= set(CHANNELS) and conn.id not in self.subscribed_at:
-                self.subscribed_at[conn.id] = now
-        return {"jsonrpc": "2.0", "id": request["id"], "result": channels}
-
-    def _tick(self, _n: int) -> None:
-        for conn in self.server.connections:
-            with self.lock:
-                channels = list(conn.session.get("channels", ()))
-            for channel in channels:
-                seq = self.sent[conn.id] + 1
-                message = {
-                    "jsonrpc": "2.0",
-                    "method": "subscription",
-                    "params": {"channel": channel, "data": {"conn": conn.id, "seq": seq}},
-                }
-                try:
-                    conn.send(message)
-                except Exception:
-                    break
-                self.sent[conn.id] = seq
+    def subscribed_at(self, conn_id: int) -> float | None:
+        """When every channel was subscribed on ``conn_id`` (monotonic), or None."""
+        return self.server.restored_at(conn_id, CHANNELS)
 
     def newest(self) -> Any:
         conns = self.server.all_connections
@@ -231,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
             if (
                 conn is not None
                 and conn.id > conn_id
-                and conn.id in feed.subscribed_at
+                and feed.subscribed_at(conn.id) is not None
                 and watcher.received_on(conn.id) > 0
                 and client.get_state() == "connected"
             ):
@@ -303,7 +270,8 @@ def run(args: argparse.Namespace) -> int:
                     detection.append(t_disc - t_fault)
                 else:
                     failed_episodes.append(f"stall at +{t_fault - started:.1f}s: disconnect reason {reason}")
-            t_restore = feed.subscribed_at[new]
+            t_restore = feed.subscribed_at(new)
+            assert t_restore is not None  # healthy_after() waited for it
             reachable = max(t_disc, t_up or t_disc)
             before = [a for a in attempts if a[0] <= t_restore]
             delay = before[-1][2] if before else 0.0
@@ -317,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = client.get_state_metrics()
         end_state = client.get_state()
         end_snap_live = snapshot("end (live)")
-        feed.stream.stop()
+        feed.server.stop_feed()
         client.close()
         feed.stop()
         watcher.detach()

@@ -1,6 +1,6 @@
 """Chaos: faults injected while a subscribed feed streams numbered messages.
 
-A loopback :class:`MockWebSocketServer` answers Deribit-style
+A loopback :class:`SequencedFeed` answers Deribit-style
 ``public/subscribe`` requests and, on every connection, streams
 ``{"method": "subscription", "params": {"channel": ch, "data": {"conn": id, "seq": n}}}``
 for the subscribed channels only, ``seq`` counting 1, 2, 3... per connection
@@ -42,7 +42,7 @@ import pytest
 import zen_websocket as zw
 from tests.timeunit import ms
 from zen_websocket import telemetry
-from zen_websocket.testing import MockWebSocketServer
+from zen_websocket.testing import SequencedFeed, gaps
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(60)]
 
@@ -79,56 +79,22 @@ def fd_count() -> int:
 
 
 class FeedServer:
-    """The loopback server: subscribe handler plus a per-connection numbered feed."""
+    """The loopback server (a SequencedFeed) and the views the assertions need."""
 
     def __init__(self, interval: float = ms(3)) -> None:
-        self.lock = threading.Lock()
-        self.subscribes: dict[int, list[list[str]]] = defaultdict(list)
-        self.sent: dict[int, int] = defaultdict(int)
-        self.server = MockWebSocketServer(handler=self._handler, close_timeout=ms(500))
-        self.interval = interval
-        self.feed = None
+        self.server = SequencedFeed(interval=interval, close_timeout=ms(500))
+        self.sent = self.server.sent
+        self.subscribes = self.server.subscribes
 
     def __enter__(self) -> FeedServer:
         self.server.start()
-        self.feed = self.server.start_feed(self._tick, self.interval)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop_feed()
         self.server.stop()
 
     def stop_feed(self) -> None:
-        if self.feed is not None:
-            self.feed.stop()
-
-    def _handler(self, conn, message):
-        request = json.loads(message)
-        if request.get("method") != "public/subscribe":
-            return None
-        channels = request["params"]["channels"]
-        with self.lock:
-            self.subscribes[conn.id].append(list(channels))
-            known = conn.session.setdefault("channels", [])
-            known.extend(c for c in channels if c not in known)
-        return {"jsonrpc": "2.0", "id": request["id"], "result": channels}
-
-    def _tick(self, _n: int) -> None:
-        for conn in self.server.connections:
-            with self.lock:
-                channels = list(conn.session.get("channels", ()))
-            for channel in channels:
-                seq = self.sent[conn.id] + 1
-                message = {
-                    "jsonrpc": "2.0",
-                    "method": "subscription",
-                    "params": {"channel": channel, "data": {"conn": conn.id, "seq": seq}},
-                }
-                try:
-                    conn.send(message)
-                except Exception:
-                    break  # closed or dropped: this connection's stream ends here
-                self.sent[conn.id] = seq
+        self.server.stop_feed()
 
     # -- views
     def newest(self):
@@ -136,9 +102,7 @@ class FeedServer:
         return conns[-1] if conns else None
 
     def restored(self, conn_id: int) -> bool:
-        with self.lock:
-            seen = {c for request in self.subscribes.get(conn_id, ()) for c in request}
-        return seen >= set(CHANNELS)
+        return self.server.channels(conn_id) >= set(CHANNELS)
 
 
 class Collector:
@@ -320,9 +284,9 @@ class Harness:
         # Per connection: 1..k in order, none lost or repeated; nothing from nowhere.
         got = col.snapshot()
         assert set(got) <= set(ids)
+        assert gaps(got) == {}, "gap or disorder inside a connection"
         for conn_id in ids:
             seqs = got.get(conn_id, [])
-            assert seqs == list(range(1, len(seqs) + 1)), f"connection #{conn_id}: gap or disorder in {seqs[:50]}..."
             assert len(seqs) <= feed.sent[conn_id]
             assert seqs, f"connection #{conn_id} delivered nothing"
         # A close handshake loses nothing: everything sent before the close frame arrives.

@@ -22,6 +22,15 @@ Needs the ``testing`` extra (``pip install zen_websocket[testing]``):
 
 from .binance import BinanceEmulator
 from .deribit import DeribitEmulator
+from .feed import SequencedFeed, gaps
 from .server import MockConnection, MockWebSocketServer, StreamHandle
 
-__all__ = ["MockWebSocketServer", "DeribitEmulator", "BinanceEmulator", "MockConnection", "StreamHandle"]
+__all__ = [
+    "BinanceEmulator",
+    "DeribitEmulator",
+    "MockConnection",
+    "MockWebSocketServer",
+    "SequencedFeed",
+    "StreamHandle",
+    "gaps",
+]
