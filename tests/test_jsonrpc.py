@@ -568,3 +568,36 @@ def test_latency_window_size_must_be_a_positive_int(size):
 def test_module_exports_are_defined():
     for name in jsonrpc.__all__:
         assert hasattr(jsonrpc, name), name
+
+
+def test_waiter_completes_once_and_wakes_its_caller():
+    import threading
+    from concurrent.futures import InvalidStateError
+
+    from zen_websocket.jsonrpc import Waiter
+
+    waiter = Waiter()
+    assert not waiter.done() and not waiter.cancelled()
+    with pytest.raises(TimeoutError):
+        waiter.result(0.01)
+    threading.Timer(0.02, waiter.set_result, args=({"ok": 1},)).start()
+    assert waiter.result(2) == {"ok": 1}
+    assert waiter.result(0) == {"ok": 1}  # again, at once
+    with pytest.raises(InvalidStateError):
+        waiter.set_result(2)
+    failed = Waiter()
+    failed.set_exception(ValueError("boom"))
+    with pytest.raises(ValueError):
+        failed.result(0)
+
+
+def test_correlator_completes_a_waiter_given_to_track():
+    from zen_websocket.jsonrpc import Waiter
+
+    correlator = Correlator()
+    waiter = Waiter()
+    assert correlator.track(41, "m", timeout=None, future=waiter) is waiter
+    correlator.resolve({"jsonrpc": "2.0", "id": 41, "error": {"code": 7, "message": "no"}})
+    with pytest.raises(JsonRpcError) as info:
+        waiter.result(0)
+    assert info.value.code == 7 and len(correlator) == 0

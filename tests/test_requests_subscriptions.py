@@ -341,3 +341,15 @@ def test_heartbeats_count_against_the_limiter(server):
         assert wait_until(lambda: client.get_heartbeat_health()["sent"] >= 3)
         sent = client.get_heartbeat_health()["sent"]
     assert limiter.status()["consumed"] >= sent
+
+
+def test_requests_go_out_as_compact_json_rpc(server):
+    with zw.connect(server.url, **BASE) as client:
+        client.request_async("public/get_time")
+        client.request_async("private/buy", {"instrument_name": "BTC-PERPETUAL", "amount": 10, "label": "é"})
+        server.assert_message_sent(lambda m: "private/buy" in m, timeout=2)
+    first, second = (json.loads(m) for m in server.received)
+    assert first == {"jsonrpc": "2.0", "id": first["id"], "method": "public/get_time"}
+    assert second["params"] == {"instrument_name": "BTC-PERPETUAL", "amount": 10, "label": "é"}
+    assert second["id"] > first["id"] > 0
+    assert server.received[0] == json.dumps(first, separators=(",", ":"))

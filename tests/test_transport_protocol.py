@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import socket
 import struct
 import threading
@@ -407,3 +408,23 @@ def test_client_close_is_bounded_when_the_server_keeps_tcp_open(connect):
     assert conn.client_closed_tcp(1.0)
     closer.join(1.0)
     assert not closer.is_alive()
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_001])
+def test_client_frames_are_masked_and_decode_to_the_payload(size):
+    """client_frame agrees with websocket-client's own frame parser for every length form."""
+    from websocket import ABNF
+
+    from zen_websocket.transport import client_frame
+
+    payload = os.urandom(size)
+    frame = client_frame(0x2, payload)
+    assert frame[0] == 0x82
+    assert frame[1] & 0x80  # masked
+    length = frame[1] & 0x7F
+    offset = 2 if length < 126 else (4 if length == 126 else 10)
+    declared = length if length < 126 else int.from_bytes(frame[2:offset], "big")
+    assert declared == size
+    mask = frame[offset : offset + 4]
+    assert ABNF.mask(mask, frame[offset + 4 :]) == payload
+    assert len({client_frame(0x1, b"abcd")[2:6] for _ in range(8)}) > 1  # a fresh key per frame

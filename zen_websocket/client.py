@@ -509,7 +509,8 @@ class Client:
             )
         timeout = self.config.request_timeout if timeout is None else timeout
         message, payload = _build_request(method, params)
-        future = self._request(message, payload, timeout, expire=False)
+        # One blocked caller: a Waiter, not a Future (see jsonrpc.Waiter).
+        future = self._request(message, payload, timeout, expire=False, future=jsonrpc.Waiter())
         try:
             return future.result(timeout)
         except RequestTimeout:
@@ -1043,7 +1044,8 @@ class Client:
         rtt = pending.rtt
         if rtt is not None:
             self._latency.add(rtt)
-        self._emit_telemetry(EV_REQ_STOP, {"duration": rtt}, method=pending.method, id=pending.id)
+        if telemetry.handlers_for(EV_REQ_STOP):
+            self._emit_telemetry(EV_REQ_STOP, {"duration": rtt}, method=pending.method, id=pending.id)
         if pending.resolve_with == "response" and pending.id not in self._consumed_ids:
             return False  # send_message futures: the user gets the response too
         self._consumed_ids.discard(pending.id)
@@ -1149,14 +1151,19 @@ class Client:
             return
         self._emit_telemetry(EV_HB_SENT, {}, type=cfg.type)
 
-    def _request(self, message: dict[str, Any], payload: bytes, timeout: float, *, expire: bool) -> Future[Any]:
+    def _request(
+        self, message: dict[str, Any], payload: bytes, timeout: float, *, expire: bool, future: Any = None
+    ) -> Future[Any]:
         """Track then send a request; the returned Future resolves to its result."""
         self._require_connected()
         request_id = message["id"]
-        future = self._correlator.track(request_id, message["method"], timeout=timeout if expire else None)
+        future = self._correlator.track(
+            request_id, message["method"], timeout=timeout if expire else None, future=future
+        )
         if expire:
             self._note_deadline()
-        self._emit_telemetry(EV_REQ_START, {}, method=message["method"], id=request_id)
+        if telemetry.handlers_for(EV_REQ_START):
+            self._emit_telemetry(EV_REQ_START, {}, method=message["method"], id=request_id)
         try:
             self._send(OP_TEXT, payload, message)
         except BaseException:
@@ -1365,14 +1372,22 @@ def _dumps(data: Any) -> bytes:
         raise TypeError(f"message is not JSON-encodable: {exc}") from exc
 
 
+_encode_json_str = json.encoder.encode_basestring_ascii  # C-accelerated, as json.dumps uses
+
+
 def _build_request(method: str, params: Any) -> tuple[dict[str, Any], bytes]:
     """A JSON-RPC request and its encoding, encoded once (TypeError before anything is sent)."""
     if not isinstance(method, str) or not method:
         raise TypeError(f"method must be a non-empty str, got {method!r}")
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": jsonrpc.next_id(), "method": method}
-    if params is not None:
-        message["params"] = params
-    return message, _dumps(message)
+    request_id = jsonrpc.next_id()
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    # The envelope is formatted directly (the same bytes json.dumps would give);
+    # only params go through the encoder.
+    head = f'{{"jsonrpc":"2.0","id":{request_id},"method":{_encode_json_str(method)}'
+    if params is None:
+        return message, (head + "}").encode("utf-8")
+    message["params"] = params
+    return message, head.encode("utf-8") + b',"params":' + _dumps(params) + b"}"
 
 
 def _channel_list(channels: str | Iterable[str]) -> list[str]:

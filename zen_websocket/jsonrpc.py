@@ -41,6 +41,7 @@ from typing import Any, Literal
 from .errors import ConfigError, JsonRpcError, RequestTimeout, UsageError
 
 __all__ = [
+    "Waiter",
     "Clock",
     "ResolveWith",
     "next_id",
@@ -313,6 +314,65 @@ def _complete(future: Future[Any], result: Any = None, exception: BaseException 
         pass
 
 
+class Waiter:
+    """A one-shot future for a single blocking caller (``Client.request``).
+
+    A lock created locked and released by the thread that completes it:
+    cheaper to create, complete and wait on than
+    ``concurrent.futures.Future`` (no Condition, no callbacks), and a blocked
+    :meth:`result` is interrupted by Ctrl-C. It cannot be cancelled; the
+    :class:`Correlator` completes it at most once.
+    """
+
+    __slots__ = ("_done", "_exception", "_lock", "_result")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._done = False
+
+    def done(self) -> bool:
+        """Whether a result or an exception was set."""
+        return self._done
+
+    def cancelled(self) -> bool:
+        """Always False: a waiter cannot be cancelled."""
+        return False
+
+    def _finish(self) -> None:
+        if self._done:
+            raise InvalidStateError("waiter already completed")
+        self._done = True
+        self._lock.release()
+
+    def set_result(self, result: Any) -> None:
+        """Complete with ``result`` and wake the caller."""
+        self._result = result
+        self._finish()
+
+    def set_exception(self, exception: BaseException) -> None:
+        """Complete with ``exception`` and wake the caller."""
+        self._exception = exception
+        self._finish()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The result, waiting up to ``timeout`` seconds (None: for ever).
+
+        Raises:
+            TimeoutError: nothing arrived in time.
+            BaseException: the exception it was completed with.
+        """
+        if not self._done:
+            if not self._lock.acquire(True, -1 if timeout is None else max(0.0, timeout)):
+                raise TimeoutError(f"no result within {timeout}s")
+            self._lock.release()  # later calls return at once
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+
 class Correlator:
     """Matches responses to requests by id; thread-safe.
 
@@ -357,6 +417,7 @@ class Correlator:
         *,
         timeout: float | None,
         resolve_with: ResolveWith = "result",
+        future: Any = None,
     ) -> Future[Any]:
         """Start waiting for the response to ``request_id``.
 
@@ -369,6 +430,8 @@ class Correlator:
             timeout: seconds before :meth:`expire` fails it; None for never.
             resolve_with: ``"result"`` or ``"response"`` (see
                 :class:`PendingRequest`).
+            future: what to complete instead of a new ``Future``, e.g. a
+                :class:`Waiter` for a blocking caller.
 
         Returns:
             The future the response completes. Cancelling it stops tracking.
@@ -390,7 +453,9 @@ class Correlator:
             raise ConfigError("timeout", f"must be a positive number of seconds or None, got {timeout!r}")
         if resolve_with not in _RESOLVE_WITH:
             raise ConfigError("resolve_with", f"must be 'result' or 'response', got {resolve_with!r}")
-        future: Future[Any] = Future()
+        cancellable = future is None
+        if future is None:
+            future = Future()
         pending = PendingRequest(request_id, method, future, self._clock(), timeout, resolve_with)
         with self._lock:
             if request_id in self._pending:
@@ -401,7 +466,8 @@ class Correlator:
                 self._maybe_compact_locked()
         # Registered outside the lock: add_done_callback runs the callback at
         # once if the future is already done, and _forget takes the lock.
-        future.add_done_callback(lambda f: self._forget(pending) if f.cancelled() else None)
+        if cancellable:
+            future.add_done_callback(lambda f: self._forget(pending) if f.cancelled() else None)
         return future
 
     def _forget(self, pending: PendingRequest) -> None:
