@@ -19,7 +19,9 @@ Measured and compared with targets (a PASS/FAIL line each):
 * messages lost outside connection gaps: per connection the client must see
   seqs 1..k with no hole, repeat or disorder (only a dead connection's tail
   may be missing): must be 0;
-* thread count back to its starting value, client connected at the end.
+* thread count back to its starting value, client connected at the end;
+* threads and RSS flat: the second half may add at most RSS_SLACK_KIB
+  (after the first half has warmed the allocator up), and no thread.
 
 Thread count and RSS are printed at start, middle and end.
 
@@ -56,6 +58,7 @@ HB_INTERVAL = 0.5
 HB_TIMEOUT = 0.5
 RETRY_DELAY = 0.05
 MAX_BACKOFF = 1.0
+RSS_SLACK_KIB = 2048  # allowed RSS growth over the second half of the run
 RESTORE_SLACK = 0.050  # target: restore within the scheduled backoff delay + 50 ms (p99)
 HEALTHY_WAIT = 15.0  # bound on waiting for a recovery; beyond it the episode counts as failed
 
@@ -83,7 +86,9 @@ class Feed:
     """Server side: a SequencedFeed (subscribe handler, per-connection numbered stream)."""
 
     def __init__(self, interval: float) -> None:
-        self.server = SequencedFeed(interval=interval, close_timeout=0.5)
+        # history: the server forgets old connections, so that the process's
+        # RSS measures the client, not the test server's records.
+        self.server = SequencedFeed(interval=interval, close_timeout=0.5, history=20)
         self.sent = self.server.sent
 
     def start(self) -> None:
@@ -331,7 +336,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"messages lost outside connection gaps: {watcher.lost}")
     for line in watcher.anomalies[:10]:
         print(f"  {line}")
-    for snap in (start_snap, middle_snap or snapshot("middle"), end_snap_live, end_snap):
+    middle_snap = middle_snap or snapshot("middle")
+    for snap in (start_snap, middle_snap, end_snap_live, end_snap):
         print(
             f"{snap['label']:>13}: threads {snap['threads']:3d}  RSS {snap['rss_kib'] / 1024:7.1f} MiB  fds {snap['fds']}"
         )
@@ -357,6 +363,11 @@ def run(args: argparse.Namespace) -> int:
         ),
         ("client connected at the end", end_state == "connected"),
         ("no thread left after close", end_snap["threads"] <= start_snap["threads"]),
+        (
+            f"threads and RSS flat over the second half (+{RSS_SLACK_KIB // 1024} MiB at most)",
+            end_snap_live["threads"] <= middle_snap["threads"]
+            and end_snap_live["rss_kib"] - middle_snap["rss_kib"] <= RSS_SLACK_KIB,
+        ),
     ]
     print()
     for label, ok in results:

@@ -734,3 +734,22 @@ def test_package_exports():
     assert {"MockWebSocketServer", "DeribitEmulator", "BinanceEmulator"} <= set(testing.__all__)
     for name in testing.__all__:
         assert getattr(testing, name).__doc__
+
+
+def test_history_bounds_what_is_remembered_of_closed_connections():
+    from websockets.sync.client import connect as ws_connect
+
+    from tests.timeunit import wait_until
+    from zen_websocket.testing import MockWebSocketServer
+
+    with MockWebSocketServer(history=2) as server:
+        for _ in range(5):
+            with ws_connect(server.url):
+                pass
+        assert wait_until(lambda: not server.connections)
+        with ws_connect(server.url):
+            assert server.wait_for_connections(1)
+            assert server.connection_count == 6
+            assert len(server.all_connections) == 3  # 2 closed + the open one
+            assert len(server.handshake_headers) == 3
+            assert server.all_connections[-1].is_open

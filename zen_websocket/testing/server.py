@@ -334,7 +334,9 @@ class _GatedSocket:
         with contextlib.suppress(OSError):
             if rst:
                 # SO_LINGER with a zero timeout: close() sends RST, not FIN.
+                # SHUT_RD sends nothing but wakes our reader, which closes.
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self._sock.shutdown(socket.SHUT_RD)
             else:
                 self._sock.shutdown(socket.SHUT_RDWR)
 
@@ -545,7 +547,15 @@ class MockConnection:
                 instead of a plain FIN.
         """
         self._ws.gate.abort(rst)
-        self._ws.close_socket()
+        # The shutdown wakes websockets' reader, which sees EOF and closes the
+        # connection itself. Closing it from this thread too would race that
+        # reader (data it already read, fed after our EOF, is logged by
+        # websockets as an internal error), so only do it if the reader is stuck.
+        reader = self._ws.recv_events_thread
+        if reader is not threading.current_thread():
+            reader.join(0.5)
+        if reader is threading.current_thread() or reader.is_alive():
+            self._ws.close_socket()
 
     def stall(self, seconds: float | None = None) -> None:
         """Play a half-open peer: read nothing, answer no ping, send nothing.
@@ -724,6 +734,9 @@ class MockWebSocketServer:
         open_timeout: Bound on the TLS and opening handshakes, in seconds.
         close_timeout: Bound on a closing handshake the server starts, in seconds.
         stop_timeout: Bound on :meth:`stop` before sockets are force-closed.
+        history: Closed connections to remember in :attr:`all_connections`
+            (with their handshake records); ``None`` remembers every one.
+            Long soak runs bound it so the server's memory stays flat.
     """
 
     def __init__(
@@ -741,6 +754,7 @@ class MockWebSocketServer:
         open_timeout: float | None = 5.0,
         close_timeout: float = 1.0,
         stop_timeout: float = 2.0,
+        history: int | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -755,6 +769,9 @@ class MockWebSocketServer:
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
         self.stop_timeout = stop_timeout
+        if history is not None and history < 0:
+            raise ValueError("history must be >= 0 or None")
+        self.history = history
 
         self._tls_material: TLSMaterial | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -1604,11 +1621,28 @@ class MockWebSocketServer:
             with self._cond:
                 if conn in self._open:
                     self._open.remove(conn)
+                self._forget_old_connections()
                 self._cond.notify_all()
             try:
                 self.connection_closed(conn)
             except Exception:
                 logger.exception("mock server connection_closed hook failed")
+
+    def _forget_old_connections(self) -> None:
+        """Keep at most ``history`` closed connections (and their handshake records)."""
+        assert self._cond._is_owned()  # type: ignore[attr-defined]
+        if self.history is None:
+            return
+        closed = [c for c in self._all if c not in self._open]
+        excess = len(closed) - self.history
+        if excess <= 0:
+            return
+        forget = {id(c) for c in closed[:excess]}
+        kept = [i for i, c in enumerate(self._all) if id(c) not in forget]
+        # handshake_headers/paths are appended in step with _all.
+        self.handshake_headers = [self.handshake_headers[i] for i in kept]
+        self.handshake_paths = [self.handshake_paths[i] for i in kept]
+        self._all = [self._all[i] for i in kept]
 
     def _frame_received(self, conn: MockConnection, frame: Frame) -> None:
         kind = _FRAME_KINDS.get(frame.opcode, "unknown")
