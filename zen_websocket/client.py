@@ -264,7 +264,6 @@ class Client:
         self._recv_lock = threading.Lock()  # one consumer at a time
 
         self._correlator = jsonrpc.Correlator()
-        self._consumed_ids: set[Any] = set()  # ids whose responses are not delivered
         self._latency = jsonrpc.LatencyWindow()
         self._sleep_until: float | None = None
 
@@ -480,7 +479,11 @@ class Client:
         if isinstance(data, dict) and data.get("id") is not None and "method" in data:
             request_id = data["id"]
             future = self._correlator.track(
-                request_id, data.get("method"), timeout=self.config.request_timeout, resolve_with="response"
+                request_id,
+                data.get("method"),
+                timeout=self.config.request_timeout,
+                resolve_with="response",
+                deliver=True,
             )
             self._note_deadline()
         try:
@@ -1046,10 +1049,7 @@ class Client:
             self._latency.add(rtt)
         if telemetry.handlers_for(EV_REQ_STOP):
             self._emit_telemetry(EV_REQ_STOP, {"duration": rtt}, method=pending.method, id=pending.id)
-        if pending.resolve_with == "response" and pending.id not in self._consumed_ids:
-            return False  # send_message futures: the user gets the response too
-        self._consumed_ids.discard(pending.id)
-        return True
+        return not pending.deliver  # send_message futures: the user gets the response too
 
     def _on_heartbeat_reply(self) -> None:
         with self._hb_lock:
@@ -1179,14 +1179,12 @@ class Client:
         future = self._correlator.track(
             request_id, method, timeout=self.config.request_timeout, resolve_with="response"
         )
-        self._consumed_ids.add(request_id)
         self._note_deadline()
         payload = _dumps(message)
         try:
             self._send(OP_TEXT, payload, message, internal=True, charge=charge)
         except BaseException:
             self._correlator.cancel(request_id)
-            self._consumed_ids.discard(request_id)
             raise
         return future
 
@@ -1205,7 +1203,6 @@ class Client:
             future = self._correlator.track(
                 req.request_id, req.method, timeout=self.config.request_timeout, resolve_with="response"
             )
-            self._consumed_ids.add(req.request_id)
             self._note_deadline()
             future.add_done_callback(functools.partial(self._check_ack, req))
         opcode, payload = _encode(message)
@@ -1214,7 +1211,6 @@ class Client:
         except BaseException:
             if req.request_id is not None:
                 self._correlator.cancel(req.request_id)
-                self._consumed_ids.discard(req.request_id)
             raise
         if future is not None:
             future.zw_request = req  # type: ignore[attr-defined]
@@ -1307,13 +1303,10 @@ class Client:
 
     def _expire_requests(self, now: float) -> None:
         for pending in self._correlator.expire(now):
-            self._consumed_ids.discard(pending.id)
             self._emit_telemetry(EV_REQ_TIMEOUT, {}, method=pending.method, id=pending.id)
 
     def _fail_pending(self, exc: ConnectionLost) -> None:
-        failed = self._correlator.fail_all(lambda pending: ConnectionLost(exc.code, exc.reason))
-        for pending in failed:
-            self._consumed_ids.discard(pending.id)
+        self._correlator.fail_all(lambda pending: ConnectionLost(exc.code, exc.reason))
 
     # ------------------------------------------------------------------
     # callbacks, errors, telemetry

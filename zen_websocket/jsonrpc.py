@@ -276,9 +276,11 @@ class PendingRequest:
             error response raises) or ``"response"`` (the future gets the
             whole response, errors included).
         rtt: round-trip time in seconds, set when the response arrives.
+        deliver: whether the response is also an ordinary message for the
+            user (``send_message`` futures) or consumed (library requests).
     """
 
-    __slots__ = ("deadline", "future", "id", "method", "resolve_with", "rtt", "sent_at", "timeout")
+    __slots__ = ("deadline", "deliver", "future", "id", "method", "resolve_with", "rtt", "sent_at", "timeout")
 
     def __init__(
         self,
@@ -288,6 +290,7 @@ class PendingRequest:
         sent_at: float,
         timeout: float | None,
         resolve_with: ResolveWith = "result",
+        deliver: bool = False,
     ) -> None:
         self.id = id
         self.method = method
@@ -297,6 +300,7 @@ class PendingRequest:
         self.deadline: float | None = None if timeout is None else sent_at + timeout
         self.resolve_with: ResolveWith = resolve_with
         self.rtt: float | None = None
+        self.deliver = deliver
 
     def __repr__(self) -> str:
         return f"PendingRequest(id={self.id!r}, method={self.method!r}, deadline={self.deadline!r})"
@@ -418,6 +422,7 @@ class Correlator:
         timeout: float | None,
         resolve_with: ResolveWith = "result",
         future: Any = None,
+        deliver: bool = False,
     ) -> Future[Any]:
         """Start waiting for the response to ``request_id``.
 
@@ -432,6 +437,8 @@ class Correlator:
                 :class:`PendingRequest`).
             future: what to complete instead of a new ``Future``, e.g. a
                 :class:`Waiter` for a blocking caller.
+            deliver: recorded on the :class:`PendingRequest` for the caller of
+                :meth:`resolve` (the client delivers such responses to the user too).
 
         Returns:
             The future the response completes. Cancelling it stops tracking.
@@ -456,7 +463,7 @@ class Correlator:
         cancellable = future is None
         if future is None:
             future = Future()
-        pending = PendingRequest(request_id, method, future, self._clock(), timeout, resolve_with)
+        pending = PendingRequest(request_id, method, future, self._clock(), timeout, resolve_with, deliver)
         with self._lock:
             if request_id in self._pending:
                 raise UsageError(f"request id {request_id!r} is already in flight; ids must be unique")
