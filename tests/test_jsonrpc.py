@@ -601,3 +601,14 @@ def test_correlator_completes_a_waiter_given_to_track():
     with pytest.raises(JsonRpcError) as info:
         waiter.result(0)
     assert info.value.code == 7 and len(correlator) == 0
+
+
+def test_take_then_complete_is_resolve_in_two_steps():
+    correlator = Correlator()
+    future = correlator.track(77, "m", timeout=None)
+    pending = correlator.take({"jsonrpc": "2.0", "id": 77, "result": [1]})
+    assert pending is not None and pending.rtt is not None
+    assert len(correlator) == 0 and not future.done()  # untracked, not yet completed
+    pending.complete({"jsonrpc": "2.0", "id": 77, "result": [1]})
+    assert future.result(0) == [1]
+    assert correlator.take({"id": 77, "result": 1}) is None

@@ -906,6 +906,8 @@ class Client:
         monotonic = time.monotonic
         hb = self._heartbeat
         queue_put = self._queue.put
+        # Unbounded (the default): straight into the SimpleQueue, nothing to count.
+        put_now = self._queue._q.put if self._queue.maxsize is None else None
         stopping = self._stopping
         # The correlator's dict, read without its lock: an empty dict means no
         # request is in flight, so a notification needs no look at all.
@@ -939,6 +941,8 @@ class Client:
                                 fn(self, data)
                             except Exception as cb_exc:
                                 self._callback_failed("message", fn, cb_exc)
+                    elif put_now is not None:
+                        put_now(data)
                     else:
                         dropped = queue_put(data, stopping)
                         if dropped is not _CLOSED:
@@ -1039,7 +1043,7 @@ class Client:
             return True
         if message.get("id") is None:
             return False
-        pending = self._correlator.resolve(message)
+        pending = self._correlator.take(message)
         if pending is None:
             if "result" in message or "error" in message:
                 self._unmatched_responses += 1
@@ -1049,6 +1053,9 @@ class Client:
             self._latency.add(rtt)
         if telemetry.handlers_for(EV_REQ_STOP):
             self._emit_telemetry(EV_REQ_STOP, {"duration": rtt}, method=pending.method, id=pending.id)
+        # Last: the woken caller competes with this thread for the GIL, so
+        # the book-keeping above is done before it wakes.
+        pending.complete(message)
         return not pending.deliver  # send_message futures: the user gets the response too
 
     def _on_heartbeat_reply(self) -> None:

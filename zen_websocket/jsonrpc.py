@@ -302,6 +302,15 @@ class PendingRequest:
         self.rtt: float | None = None
         self.deliver = deliver
 
+    def complete(self, message: dict[str, Any]) -> None:
+        """Complete the future with ``message``, as ``resolve_with`` says."""
+        if self.resolve_with == "response":
+            _complete(self.future, message)
+        elif classify(message) == "error":
+            _complete(self.future, exception=error_from_response(message, self.method))
+        else:
+            _complete(self.future, message.get("result"))
+
     def __repr__(self) -> str:
         return f"PendingRequest(id={self.id!r}, method={self.method!r}, deadline={self.deadline!r})"
 
@@ -510,6 +519,18 @@ class Correlator:
             The completed request (with ``rtt`` set), or None if the id is not
             tracked; such messages are ordinary messages for the user.
         """
+        pending = self.take(message)
+        if pending is not None:
+            pending.complete(message)
+        return pending
+
+    def take(self, message: Any) -> PendingRequest | None:
+        """Stop tracking the request ``message`` answers, without completing it.
+
+        :meth:`resolve` in two steps, for a caller that wants its own
+        book-keeping done before the waiting thread wakes up: ``take``, then
+        :meth:`PendingRequest.complete`.
+        """
         if not isinstance(message, dict):
             return None
         request_id = message.get("id")
@@ -521,12 +542,6 @@ class Correlator:
             except (KeyError, TypeError):  # unknown, or an unhashable id from a broken peer
                 return None
         pending.rtt = max(0.0, self._clock() - pending.sent_at)
-        if pending.resolve_with == "response":
-            _complete(pending.future, message)
-        elif classify(message) == "error":
-            _complete(pending.future, exception=error_from_response(message, pending.method))
-        else:
-            _complete(pending.future, message.get("result"))
         return pending
 
     def expire(self, now: float | None = None) -> list[PendingRequest]:
