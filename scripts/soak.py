@@ -1,6 +1,7 @@
 """Soak test: random faults for minutes against a loopback server streaming numbered messages.
 
-A :class:`~zen_websocket.testing.SequencedFeed` answers Deribit ``public/subscribe`` requests
+A :class:`~zen_websocket.testing.SequencedFeed`, in a process of its own
+(so that RSS and threads are the client's alone), answers Deribit ``public/subscribe`` requests
 and streams ``{"method": "subscription", "params": {"channel": ch, "data":
 {"conn": id, "seq": n}}}`` to subscribed connections, ``seq`` counting from 1
 on each connection. One zen_websocket client (callback mode) subscribes; every
@@ -43,6 +44,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
 
@@ -82,28 +84,80 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-class Feed:
-    """Server side: a SequencedFeed (subscribe handler, per-connection numbered stream)."""
+class _FeedServer:
+    """Runs in the server process: a SequencedFeed behind plain methods.
+
+    The server lives in its own process so that the soak's RSS and thread
+    counts are the client's alone (the test server keeps records and
+    churns threads of its own). ``time.monotonic()`` is system-wide on
+    Linux, so its timestamps compare with the client's.
+    """
 
     def __init__(self, interval: float) -> None:
-        # history: the server forgets old connections, so that the process's
-        # RSS measures the client, not the test server's records.
-        self.server = SequencedFeed(interval=interval, close_timeout=0.5, history=20)
-        self.sent = self.server.sent
+        self.feed = SequencedFeed(interval=interval, close_timeout=0.5, history=20).start()
 
-    def start(self) -> None:
-        self.server.start()
+    def url(self) -> str:
+        return self.feed.url
+
+    def restored_at(self, conn_id: int) -> float | None:
+        return self.feed.restored_at(conn_id, CHANNELS)
+
+    def newest_id(self) -> int | None:
+        conns = self.feed.all_connections
+        return conns[-1].id if conns else None
+
+    def counts(self) -> tuple[int, int]:
+        """(accepted connections, rejected handshakes)."""
+        return self.feed.connection_count, self.feed.rejected_count
+
+    def fault(self, name: str, *args: Any) -> None:
+        getattr(self.feed, name)(*args)
+
+    def wait_rejected(self, count: int, timeout: float) -> bool:
+        return self.feed.wait_for(lambda: self.feed.rejected_count > count, timeout)
+
+    def stop_feed(self) -> None:
+        self.feed.stop_feed()
 
     def stop(self) -> None:
-        self.server.stop()
+        self.feed.stop()
+
+
+class _FeedManager(BaseManager):
+    pass
+
+
+_FeedManager.register("FeedServer", _FeedServer)
+
+
+class Feed:
+    """Client side of the server process."""
+
+    def __init__(self, interval: float) -> None:
+        self._manager = _FeedManager()
+        self._manager.start()
+        self.remote: Any = self._manager.FeedServer(interval)  # type: ignore[attr-defined]
+        self.url: str = self.remote.url()
 
     def subscribed_at(self, conn_id: int) -> float | None:
         """When every channel was subscribed on ``conn_id`` (monotonic), or None."""
-        return self.server.restored_at(conn_id, CHANNELS)
+        return self.remote.restored_at(conn_id)  # type: ignore[no-any-return]
 
-    def newest(self) -> Any:
-        conns = self.server.all_connections
-        return conns[-1] if conns else None
+    def newest_id(self) -> int | None:
+        return self.remote.newest_id()  # type: ignore[no-any-return]
+
+    def counts(self) -> tuple[int, int]:
+        return tuple(self.remote.counts())  # type: ignore[return-value]
+
+    def fault(self, name: str, *args: Any) -> None:
+        self.remote.fault(name, *args)
+
+    def stop(self) -> None:
+        try:
+            self.remote.stop()
+        finally:
+            self.remote = None  # drops the proxy's connection to the server process
+            self._manager.shutdown()
 
 
 class Watcher:
@@ -178,11 +232,9 @@ def run(args: argparse.Namespace) -> int:
     baseline_threads = set(threading.enumerate())
 
     feed = Feed(interval=args.stream_interval)
-    feed.start()
     watcher = Watcher(f"soak-{os.getpid()}")
-    server = feed.server
     client = zw.connect(
-        server.url,
+        feed.url,
         name=watcher.name,
         heartbeat_config={"type": "ping", "interval": HB_INTERVAL, "timeout": HB_TIMEOUT},
         retry_delay=RETRY_DELAY,
@@ -199,15 +251,15 @@ def run(args: argparse.Namespace) -> int:
         """Wait for a connection newer than ``conn_id``, restored and streaming; its id or None."""
         deadline = time.monotonic() + HEALTHY_WAIT
         while time.monotonic() < deadline:
-            conn = feed.newest()
+            newest = feed.newest_id()
             if (
-                conn is not None
-                and conn.id > conn_id
-                and feed.subscribed_at(conn.id) is not None
-                and watcher.received_on(conn.id) > 0
+                newest is not None
+                and newest > conn_id
+                and watcher.received_on(newest) > 0
                 and client.get_state() == "connected"
+                and feed.subscribed_at(newest) is not None
             ):
-                return int(conn.id)
+                return int(newest)
             time.sleep(0.002)
         return None
 
@@ -228,7 +280,8 @@ def run(args: argparse.Namespace) -> int:
     end = started + duration
     stop = threading.Event()
     print(
-        f"soak: {duration:.0f}s, a fault every {args.fault_every}s, seed {args.seed}, server {server.url}", flush=True
+        f"soak: {duration:.0f}s, a fault every {args.fault_every}s, seed {args.seed}, server {feed.url} (own process)",
+        flush=True,
     )
     try:
         while time.monotonic() < end:
@@ -241,22 +294,22 @@ def run(args: argparse.Namespace) -> int:
             t_fault = time.monotonic()
             t_up: float | None = None  # when the server is reachable again (refuse, 503)
             if fault == "drop":
-                server.drop_connections(rst=rng.random() < 0.5)
+                feed.fault("drop_connections", rng.random() < 0.5)
             elif fault == "stall":
-                server.stall(HB_INTERVAL + HB_TIMEOUT + 3.0)
+                feed.fault("stall", HB_INTERVAL + HB_TIMEOUT + 3.0)
             elif fault.startswith("close_"):
-                server.simulate_disconnect(int(fault.split("_")[1]), "soak")
+                feed.fault("simulate_disconnect", int(fault.split("_")[1]), "soak")
             elif fault == "refuse":
-                server.refuse_connections(True)
-                server.drop_connections()
+                feed.fault("refuse_connections", True)
+                feed.fault("drop_connections")
                 stop.wait(rng.uniform(0.1, 1.5))
-                server.refuse_connections(False)
+                feed.fault("refuse_connections", False)
                 t_up = time.monotonic()
             elif fault == "reject_503":
-                rejected = server.rejected_count
-                server.reject_handshake(503, times=1)
-                server.drop_connections()
-                if server.wait_for(lambda rejected=rejected: server.rejected_count > rejected, HEALTHY_WAIT):
+                rejected = feed.counts()[1]
+                feed.fault("reject_handshake", 503, 1)
+                feed.fault("drop_connections")
+                if feed.remote.wait_rejected(rejected, HEALTHY_WAIT):
                     t_up = time.monotonic()
             new = healthy_after(current)
             if new is None:
@@ -290,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = client.get_state_metrics()
         end_state = client.get_state()
         end_snap_live = snapshot("end (live)")
-        feed.server.stop_feed()
+        feed.remote.stop_feed()
+        server_connections, server_rejections = feed.counts()
         client.close()
         feed.stop()
         watcher.detach()
@@ -303,8 +357,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"ran {elapsed:.1f}s, {sum(faults.values())} faults: {dict(sorted(faults.items()))}")
     print(
-        f"reconnects: {metrics['reconnects']} (server connections {server.connection_count}, "
-        f"503 rejections {server.rejected_count}); messages delivered {watcher.delivered}, "
+        f"reconnects: {metrics['reconnects']} (server connections {server_connections}, "
+        f"503 rejections {server_rejections}); messages delivered {watcher.delivered}, "
         f"messages_received {metrics['messages_received']}"
     )
     print(
@@ -359,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
         ("every fault recovered, no error event", not failed_episodes and not watcher.errors),
         (
             "reconnects == server connections - 1",
-            metrics["reconnects"] == server.connection_count - 1 and metrics["reconnects"] >= sum(faults.values()),
+            metrics["reconnects"] == server_connections - 1 and metrics["reconnects"] >= sum(faults.values()),
         ),
         ("client connected at the end", end_state == "connected"),
         ("no thread left after close", end_snap["threads"] <= start_snap["threads"]),
