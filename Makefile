@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint format types bench autobahn soak clean venv
+.PHONY: test demo lint format types bench autobahn soak mutation clean venv
 
 venv: $(STAMP)
 
@@ -40,6 +40,11 @@ autobahn: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
+
+# Mutation testing (mutmut) of each pure module against only its own unit
+# tests; prints killed / total per module. MUTATION_ARGS="jsonrpc --diffs".
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info reports

@@ -120,6 +120,21 @@ def test_iteration_ends_when_client_closes(server):
     assert got == [f"m{i}" for i in range(5)]
 
 
+def blocked_in_recv(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is in the blocking call (a queue get, a wait) made by ``Client.recv``.
+
+    A sync point read from the thread's stack, instead of a sleep that hopes it got there.
+    """
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None or frame.f_code.co_name not in ("get", "wait", "acquire"):
+        return False  # not started, finished, or still on its way to the wait
+    while frame is not None:
+        if frame.f_code.co_name == "recv" and frame.f_globals.get("__name__", "").startswith("zen_websocket"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def test_close_from_another_thread_wakes_a_blocked_recv(server):
     client = zw.connect(server.url, **FAST)
     outcome = []
@@ -132,7 +147,7 @@ def test_close_from_another_thread_wakes_a_blocked_recv(server):
 
     thread = threading.Thread(target=blocked)
     thread.start()
-    time.sleep(ms(30))
+    assert wait_until(lambda: blocked_in_recv(thread))
     client.close()
     thread.join(2)
     assert len(outcome) == 1
@@ -147,7 +162,7 @@ def test_second_concurrent_recv_is_a_usage_error(server):
 
         thread = threading.Thread(target=first_consumer)
         thread.start()
-        time.sleep(ms(30))
+        assert wait_until(lambda: blocked_in_recv(thread))
         with pytest.raises(zw.UsageError):
             client.recv(timeout=ms(10))
     thread.join(2)
@@ -248,8 +263,11 @@ def test_block_policy_loses_nothing(server):
     with zw.connect(server.url, max_queue=2, overflow="block", **FAST) as client:
         for i in range(20):
             server.inject_message(f"m{i}")
-        time.sleep(ms(50))
-        assert client.get_state_metrics()["queue_size"] <= 2
+        metrics = client.get_state_metrics
+        # The queue is full and the receive thread holds a third message (counted when read):
+        # it had the chance to overflow or drop, so from here the queue must stay at 2.
+        assert wait_until(lambda: metrics()["queue_size"] == 2 and metrics()["messages_received"] >= 3)
+        assert not wait_until(lambda: metrics()["queue_size"] > 2 or metrics()["dropped_messages"] > 0, timeout=0.05)
         got = [client.recv(2) for _ in range(20)]
         assert got == [f"m{i}" for i in range(20)]
         assert client.get_state_metrics()["dropped_messages"] == 0
@@ -409,7 +427,8 @@ def test_threads_are_named_and_gone_after_close(server):
     client = zw.connect(server.url, heartbeat_config={"type": "ping", "interval": ms(50)}, close_timeout=ms(500))
     names = {t.name for t in threading.enumerate() if t.name.startswith("zen-ws-")}
     assert any(n.startswith("zen-ws-recv-") for n in names)
-    assert any(n.startswith("zen-ws-supervisor-") for n in names)
+    assert "zen-ws-timer" in names  # heartbeats run on the process's one timer thread
+    assert not any(n.startswith("zen-ws-supervisor-") for n in names)  # no second thread per client
     client.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("zen-ws-")]
 

@@ -46,6 +46,24 @@ URL = "ws://127.0.0.1:9"
         ({"on_message": "not callable"}, "on_message"),
         ({"retries": 3}, "retries"),
         ({"on_tick": print}, "on_tick"),
+        ({"write_timeout": 0}, "write_timeout"),
+        ({"write_timeout": -1}, "write_timeout"),
+        ({"write_timeout": "10"}, "write_timeout"),
+        ({"write_timeout": True}, "write_timeout"),
+        ({"write_timeout": float("inf")}, "write_timeout"),
+        ({"compression": "gzip"}, "compression"),
+        ({"compression": ""}, "compression"),
+        ({"compression": "DEFLATE"}, "compression"),
+        ({"compression": True}, "compression"),
+        ({"max_connection_age": 0}, "max_connection_age"),
+        ({"max_connection_age": -3600}, "max_connection_age"),
+        ({"max_connection_age": float("nan")}, "max_connection_age"),
+        ({"max_connection_age": "1h"}, "max_connection_age"),
+        ({"proxy": "http://"}, "proxy"),
+        ({"proxy": "socks5://:1080"}, "proxy"),
+        ({"proxy": "proxy.example:3128"}, "proxy"),
+        ({"proxy": 3128}, "proxy"),
+        ({"proxy": b"http://proxy:3128"}, "proxy"),
     ],
 )
 def test_invalid_option_raises_config_error_naming_it(options, option):
@@ -82,6 +100,11 @@ def test_defaults_match_the_design():
     assert config.max_message_size == 16 * 1024 * 1024
     assert config.subscription_format == "deribit"
     assert config.rate_limit_mode == "wait"
+    assert config.compression == "deflate"
+    assert config.write_timeout == 10.0
+    assert config.max_connection_age is None
+    assert config.debug is False
+    assert config.name is None and config.record_to is None and config.proxy is None
 
 
 def test_heartbeat_none_disables_and_dict_is_coerced():
@@ -105,4 +128,252 @@ def test_secrets_stay_out_of_reprs():
     for text in (repr(client), repr(client.config), str(client.get_state_metrics())):
         assert "SECRETKEY" not in text
         assert "SECRETTOKEN" not in text
-    assert "stream=btc" in repr(client.config)
+    assert repr(client.config) == (
+        "ClientConfig(url='wss://127.0.0.1:1/ws?apiKey=***&stream=***', name=None, headers={'Authorization': '***'})"
+    )
+
+
+def test_the_repr_shows_harmless_header_values_only():
+    config = ClientConfig.from_options(URL, headers={"User-Agent": "bot/1", "X-MBX-APIKEY": "K"}, name="n")
+    assert (
+        repr(config)
+        == "ClientConfig(url='ws://127.0.0.1:9', name='n', headers={'User-Agent': 'bot/1', 'X-MBX-APIKEY': '***'})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "attribute", "stored"),
+    [
+        ({"write_timeout": None}, "write_timeout", None),
+        ({"write_timeout": 1}, "write_timeout", 1),
+        ({"write_timeout": 0.25}, "write_timeout", 0.25),
+        ({"compression": None}, "compression", None),
+        ({"compression": "deflate"}, "compression", "deflate"),
+        ({"max_connection_age": 23 * 3600}, "max_connection_age", 82800),
+        ({"max_connection_age": None}, "max_connection_age", None),
+        ({"proxy": "http://proxy.example:3128"}, "proxy", "http://proxy.example:3128"),
+        ({"proxy": "socks5://user:pw@127.0.0.1:1080"}, "proxy", "socks5://user:pw@127.0.0.1:1080"),
+        ({"proxy": "socks5h://127.0.0.1:1080"}, "proxy", "socks5h://127.0.0.1:1080"),
+        ({"proxy": "socks4://127.0.0.1"}, "proxy", "socks4://127.0.0.1"),
+        ({"proxy": "socks4a://127.0.0.1"}, "proxy", "socks4a://127.0.0.1"),
+        ({"proxy": None}, "proxy", None),
+    ],
+)
+def test_valid_options_are_stored(options, attribute, stored):
+    assert getattr(ClientConfig.from_options(URL, **options), attribute) == stored
+
+
+def test_option_errors_say_what_was_expected():
+    def message(**options):
+        with pytest.raises(zw.ConfigError) as info:
+            ClientConfig.from_options(URL, **options)
+        return str(info.value)
+
+    assert message(compression="gzip") == "compression: must be 'deflate' or None, got 'gzip'"
+    assert message(write_timeout=0) == "write_timeout: must be positive, got 0"
+    assert message(max_connection_age="1h") == "max_connection_age: must be a number of seconds, got str"
+    assert message(proxy="ftp://user:pw@proxy:21") == "proxy: must be an http:// or socks5:// URL with a host"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ws://user:pw123@/x?token=tok123", "url: has no host: 'ws:///x?token=***'"),
+        ("http://user:pw123@host/?token=tok123", "url: must start with ws:// or wss://, got 'http://host/?token=***'"),
+        (
+            "ws://user:pw123@host:99999/?token=tok123",
+            "url: invalid URL (bad IPv6 host or port) 'ws://host:99999/?token=***'",
+        ),
+        ("ws://user:pw123/x?token=tok123", "url: invalid URL (bad IPv6 host or port) 'ws://user:***/x?token=***'"),
+        ("ws://[::1/x?token=tok123", "url: invalid URL (bad IPv6 host or port) '***'"),
+        (f"http://h/ws/{'k' * 60}", "url: must start with ws:// or wss://, got 'http://h/ws/***'"),
+    ],
+)
+def test_url_errors_never_show_credentials(url, message):
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options(url)
+    assert str(info.value) == message
+    assert "pw123" not in str(info.value) and "tok123" not in str(info.value)
+    assert info.value.option == "url"
+
+
+def test_an_invalid_url_error_chains_the_parser_error():
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options("ws://host:99999/")
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+class _ConsumeOnly:
+    def consume(self, message):
+        return None
+
+
+class _AcquireOnly:
+    def acquire(self, message):
+        return None
+
+
+class _Limiter(_ConsumeOnly, _AcquireOnly):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": None}, "timeout: must be a positive number, not None"),
+        ({"timeout": True}, "timeout: must be a number of seconds, got bool"),
+        ({"timeout": float("inf")}, "timeout: must be positive, got inf"),
+        ({"retry_delay": 40.0}, "max_backoff: must be >= retry_delay (40.0), got 30.0"),
+        ({"jitter": 1.01}, "jitter: must be a fraction between 0 and 1, got 1.01"),
+        ({"jitter": True}, "jitter: must be a fraction between 0 and 1, got True"),
+        ({"retry_count": -1}, "retry_count: must be a non-negative int or None, got -1"),
+        ({"retry_count": True}, "retry_count: must be a non-negative int or None, got True"),
+        ({"headers": {"Authorization": 7}}, "headers: must be a mapping of str to str"),
+        ({"headers": [("Authorization", "secret-value")]}, "headers: must be a mapping of str to str"),
+        ({"subprotocols": ["json", 2]}, "subprotocols: must be a list of str"),
+        ({"ssl_context": object()}, "ssl_context: must be an ssl.SSLContext"),
+        ({"is_fatal": "yes"}, "is_fatal: must be a predicate on an exception"),
+        ({"max_queue": True}, "max_queue: must be a positive int or None, got True"),
+        ({"max_queue": 1.0}, "max_queue: must be a positive int or None, got 1.0"),
+        ({"overflow": "spill"}, "overflow: must be one of drop_oldest, drop_newest, block, got 'spill'"),
+        ({"max_message_size": 0}, "max_message_size: must be a positive int or None, got 0"),
+        ({"max_message_size": 1.5}, "max_message_size: must be a positive int or None, got 1.5"),
+        ({"subscription_format": "okx"}, "subscription_format: must be 'deribit', 'binance' or a callable, got 'okx'"),
+        ({"rate_limit_mode": "drop"}, "rate_limit_mode: must be 'wait' or 'raise', got 'drop'"),
+        ({"rate_limiter": _ConsumeOnly()}, "rate_limiter: must be a RateLimiter (with consume() and acquire())"),
+        ({"rate_limiter": _AcquireOnly()}, "rate_limiter: must be a RateLimiter (with consume() and acquire())"),
+        ({"max_backoff": -1}, "max_backoff: must be positive, got -1"),
+        ({"name": 7}, "name: must be a str"),
+        ({"record_to": 7}, "record_to: must be a file path (str)"),
+        ({"on_error": [print, 3]}, "on_error: must be callable"),
+        ({"callbacks": {}}, "callbacks: unknown option"),
+        (
+            {"heartbeat_config": {"type": "morse"}},
+            "heartbeat_config.type: unknown heartbeat type 'morse'; expected one of ping, deribit, custom",
+        ),
+        (
+            {"heartbeat_config": {"type": "deribit", "interval": 9.5}},
+            "heartbeat_config.interval: Deribit's minimum heartbeat interval is 10s, got 9.5",
+        ),
+        ({"heartbeat_config": {"timeout": 0}}, "heartbeat_config.timeout: must be positive, got 0"),
+        (
+            {"heartbeat_config": {"type": "custom"}},
+            "heartbeat_config.message: a custom heartbeat needs a message to send",
+        ),
+        (
+            {"heartbeat_config": {"type": "custom", "message": 3}},
+            "heartbeat_config.message: must be str, bytes, dict or list",
+        ),
+        ({"heartbeat_config": {"expect": 3}}, "heartbeat_config.expect: must be a string or a predicate"),
+        ({"heartbeat_config": {"every": 1}}, "heartbeat_config.every: unknown heartbeat option"),
+        ({"heartbeat_config": 30}, "heartbeat_config: must be a dict, HeartbeatConfig or None, got int"),
+    ],
+)
+def test_config_error_messages(options, message):
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options(URL, **options)
+    assert str(info.value) == message
+
+
+def test_a_url_that_is_not_a_string_is_named_by_type():
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options(42)  # type: ignore[arg-type]
+    assert str(info.value) == "url: must be a str (or a callable returning one), got int"
+
+
+def test_a_callable_url_is_checked_when_called_and_never_shown():
+    def feed_url() -> str:
+        return "wss://127.0.0.1/ws?listenKey=secret"
+
+    config = ClientConfig.from_options(feed_url)
+    assert config.url is feed_url
+    assert config.label == "feed_url"
+    assert repr(config) == "ClientConfig(url='<callable feed_url>', name=None, headers={})"
+    assert ClientConfig.from_options(feed_url, name="n").label == "n"
+
+
+def test_check_url_names_the_option_it_checks():
+    from zen_websocket.config import check_url
+
+    check_url("wss://127.0.0.1/ws")
+    with pytest.raises(zw.ConfigError) as info:
+        check_url("http://u:pw@h/?token=t", option="url()")
+    assert str(info.value) == "url(): must start with ws:// or wss://, got 'http://h/?token=***'"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"retry_delay": 30.0},  # max_backoff may equal retry_delay
+        {"jitter": 0},
+        {"jitter": 1},
+        {"jitter": 0.5},
+        {"retry_count": 0},
+        {"retry_count": None},
+        {"max_queue": 1},
+        {"max_message_size": 1},
+        {"max_message_size": None},
+        {"subprotocols": ["json", "v2"]},
+        {"subprotocols": None},
+        {"is_fatal": lambda exc: False},
+        {"headers": None},
+        {"subscription_format": "binance"},
+        {"subscription_format": lambda channels, subscribe: {}},
+        {"rate_limit_mode": "raise"},
+        {"rate_limiter": _Limiter()},
+        {"name": "feed"},
+        {"record_to": "session.jsonl"},
+        {"heartbeat_config": {"type": "deribit", "interval": 10}},
+        {"heartbeat_config": {"type": "custom", "interval": 1, "message": b"ping", "expect": "pong"}},
+        {"heartbeat_config": {"expect": lambda message: True}},
+        {"heartbeat_config": HeartbeatConfig("ping", 5.0)},
+    ],
+)
+def test_values_at_the_edges_are_accepted(options):
+    ClientConfig.from_options(URL, **options)
+
+
+def test_durations_are_stored_as_floats_and_configs_are_frozen():
+    import dataclasses
+
+    config = ClientConfig.from_options(URL, timeout=2, heartbeat_config={"interval": 3})
+    assert config.headers == {}
+    assert config.heartbeat_config == HeartbeatConfig("ping", 3.0, None, 3.0)
+    assert isinstance(config.heartbeat_config.interval, float)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.timeout = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.heartbeat_config.interval = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "name", "label"),
+    [
+        ("ws://127.0.0.1:9", None, "127.0.0.1:9"),
+        ("ws://127.0.0.1", None, "127.0.0.1:80"),
+        ("wss://127.0.0.1/ws", None, "127.0.0.1:443"),
+        ("wss://127.0.0.1:9443/ws", "", "127.0.0.1:9443"),
+        ("wss://127.0.0.1:9443/ws", "feed", "feed"),
+    ],
+)
+def test_label_is_the_name_or_host_and_port(url, name, label):
+    assert ClientConfig.from_options(url, name=name).label == label
+
+
+def test_the_public_names():
+    from zen_websocket import config
+
+    assert config.__all__ == [
+        "ClientConfig",
+        "HeartbeatConfig",
+        "EVENTS",
+        "HEARTBEAT_TYPES",
+        "OVERFLOW_POLICIES",
+        "DERIBIT_MIN_HEARTBEAT_INTERVAL",
+        "COMPRESSIONS",
+        "check_url",
+        "redact_url",
+    ]
+    assert all(hasattr(config, name) for name in config.__all__)
+    assert config.COMPRESSIONS == ("deflate",)
+    assert config.EVENTS == ("message", "connect", "disconnect", "reconnect", "error", "close")

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from tests.timeunit import FakeClock
+from tests.timeunit import FakeClock, ms
 from zen_websocket import jsonrpc
 from zen_websocket.errors import ConfigError, ConnectionLost, JsonRpcError, RequestTimeout, UsageError
 from zen_websocket.jsonrpc import (
@@ -305,6 +305,36 @@ def test_resolve_ignores_an_unhashable_id_from_a_broken_peer():
     correlator = Correlator(clock=FakeClock())
     correlator.track(1, timeout=5.0)
     assert correlator.resolve({"id": [1], "result": 1}) is None
+
+
+@pytest.mark.parametrize(
+    ("tracked", "answered"),
+    [(1, True), (0, False), (5, 5.0), (1, 1.0), (1, "1"), ("1", 1), ("5", 5.0)],
+)
+def test_an_id_matches_only_an_id_of_the_same_type(tracked, answered):
+    """F12: ``{"id": true}`` must not answer request 1, nor ``5.0`` request 5."""
+    correlator = Correlator(clock=FakeClock())
+    future = correlator.track(tracked, timeout=5.0)
+    assert correlator.resolve({"id": answered, "result": "not yours"}) is None
+    assert correlator.take({"id": answered, "result": "not yours"}) is None
+    assert not future.done() and correlator.pending_ids() == [tracked]
+    assert answered not in correlator
+    assert correlator.cancel(answered) is None
+    assert correlator.pending_ids() == [tracked]
+    assert correlator.resolve({"id": tracked, "result": "yours"}) is not None
+    assert future.result(timeout=0) == "yours"
+
+
+def test_contains_and_cancel_find_a_tracked_id_of_the_same_type():
+    correlator = Correlator(clock=FakeClock())
+    correlator.track(7, timeout=5.0)
+    correlator.track("7", timeout=5.0)
+    assert 7 in correlator and "7" in correlator
+    assert [1] not in correlator  # unhashable: no error, just absent
+    pending = correlator.cancel("7")
+    assert pending is not None and pending.id == "7"
+    assert correlator.pending_ids() == [7]
+    assert correlator.cancel([7]) is None
 
 
 def test_resolve_sets_the_round_trip_time_from_the_clock():
@@ -612,3 +642,150 @@ def test_take_then_complete_is_resolve_in_two_steps():
     pending.complete({"jsonrpc": "2.0", "id": 77, "result": [1]})
     assert future.result(0) == [1]
     assert correlator.take({"id": 77, "result": 1}) is None
+
+
+# --- contracts the mutation run pinned down ------------------------------------------------
+
+
+def test_next_id_takes_the_lock_on_a_free_threaded_build(monkeypatch):
+    monkeypatch.setattr(jsonrpc, "_GIL_ENABLED", False)
+    first, second = next_id(), next_id()
+    assert isinstance(first, int) and second > first
+
+
+def test_an_id_with_only_code_or_only_msg_is_no_error():
+    """Binance's stream-control error has both ``code`` and ``msg``; one alone is market data."""
+    assert classify({"id": 1, "code": 5}) == "other"
+    assert classify({"id": 1, "msg": "hello"}) == "other"
+
+
+def test_error_from_a_non_dict_has_no_code_and_shows_what_arrived():
+    exc = error_from_response([1, 2], "m")
+    assert exc.code is None
+    assert exc.message == "malformed error response: [1, 2]"
+
+
+def test_an_error_that_is_neither_object_nor_string_becomes_its_text():
+    exc = error_from_response({"id": 1, "error": ["nope", 5]})
+    assert (exc.code, exc.message, exc.data) == (None, "['nope', 5]", None)
+
+
+def test_a_bare_string_error_has_no_data():
+    assert error_from_response({"id": 1, "error": "not allowed"}).data is None
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "text", "data"),
+    [
+        ({"id": 1, "code": 7}, 7, "unknown error", None),
+        ({"id": 1, "msg": "bad symbol"}, None, "bad symbol", None),
+        ({"id": 1, "code": 3, "message": "boom"}, 3, "boom", None),
+        ({"id": 1, "code": 3, "msg": "a", "message": "b"}, 3, "a", None),
+        ({"id": 1, "code": 1, "msg": "x", "data": {"k": 1}}, 1, "x", {"k": 1}),
+    ],
+)
+def test_error_from_top_level_members_reads_code_msg_or_message_and_data(message, code, text, data):
+    exc = error_from_response(message)
+    assert (exc.code, exc.message, exc.data) == (code, text, data)
+
+
+def test_an_empty_error_message_falls_back_to_status_or_unknown():
+    assert error_from_response({"id": 1, "error": {"code": 1, "message": ""}}).message == "unknown error"
+    assert error_from_response({"id": 1, "status": 418, "error": {"code": 1, "message": ""}}).message == "status 418"
+
+
+def test_a_hostile_dict_still_gives_an_error_for_the_method_naming_the_failure():
+    class Hostile(dict):
+        def get(self, *args, **kwargs):
+            raise RuntimeError("no")
+
+    exc = error_from_response(Hostile(id=1), "private/buy")
+    assert exc.method == "private/buy" and exc.code is None
+    assert exc.message == "malformed error response (RuntimeError)"
+
+
+def test_may_be_response_covers_unicode_escapes_in_bytes_too():
+    assert may_be_response(b'{"\\u0069d": 1, "result": 2}')
+    assert not may_be_response(b'{"e": "trade", "u": 1}')
+
+
+def test_a_pending_request_defaults_to_result_and_not_delivered():
+    pending = jsonrpc.PendingRequest(1, "m", Future(), 10.0, None)
+    assert (pending.resolve_with, pending.deliver, pending.rtt, pending.deadline) == ("result", False, None, None)
+    assert jsonrpc.PendingRequest(2, None, Future(), 10.0, 2.5).deadline == 12.5
+
+
+def test_track_records_whether_the_response_is_delivered_too():
+    correlator = Correlator(clock=FakeClock())
+    correlator.track(1, timeout=None)
+    correlator.track(2, timeout=None, deliver=True)
+    first = correlator.take({"id": 1, "result": None})
+    second = correlator.take({"id": 2, "result": None})
+    assert first is not None and first.deliver is False
+    assert second is not None and second.deliver is True
+
+
+def test_stale_entries_piling_up_never_hide_a_live_deadline():
+    """Compaction keeps the live deadlines: after hundreds of answered requests, a silent one still times out."""
+    clock = FakeClock()
+    correlator = Correlator(clock=clock)
+    silent = correlator.track("silent", timeout=1.0)
+    for i in range(500):
+        correlator.track(i, timeout=30.0)
+        correlator.resolve({"id": i, "result": i})
+    assert correlator.next_deadline() == clock.now + 1.0
+    clock.advance(1.0)
+    assert [p.id for p in correlator.expire()] == ["silent"]
+    with pytest.raises(RequestTimeout):
+        silent.result(timeout=0)
+
+
+def test_compaction_keeps_the_heap_within_twice_the_live_requests():
+    correlator = Correlator(clock=FakeClock())
+    for i in range(100):
+        correlator.track(f"live{i}", timeout=30.0)
+    for i in range(1000):
+        correlator.track(i, timeout=30.0)
+        correlator.resolve({"id": i, "result": i})
+    assert len(correlator) == 100
+    assert 100 <= len(correlator._deadlines) <= 2 * 101
+
+
+def test_latency_window_defaults_to_1024_samples_and_keeps_its_size():
+    assert LatencyWindow().size == 1024
+    assert LatencyWindow(1).size == 1
+
+
+def test_latency_window_accepts_a_zero_round_trip():
+    window = LatencyWindow()
+    window.add(0.0)
+    assert window.percentile(50) == 0.0
+
+
+def test_latency_p100_is_the_largest_sample():
+    window = LatencyWindow(size=200)
+    for n in range(200):
+        window.add(float(n))
+    assert window.percentile(100) == 199.0
+    assert window.percentile(50) == 99.0
+
+
+def test_a_new_waiter_is_not_done():
+    assert jsonrpc.Waiter().done() is False
+
+
+def test_waiter_result_without_timeout_waits_for_the_completion():
+    waiter = jsonrpc.Waiter()
+    threading.Timer(ms(20), waiter.set_result, args=("late",)).start()
+    assert waiter.result() == "late"
+
+
+def test_waiter_result_with_zero_timeout_does_not_wait():
+    waiter = jsonrpc.Waiter()
+    timer = threading.Timer(ms(50), waiter.set_result, args=("late",))
+    timer.start()
+    try:
+        with pytest.raises(TimeoutError):
+            waiter.result(0)  # at once, not after the result arrives
+    finally:
+        timer.join()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.timeunit import FakeClock
+from tests.timeunit import FakeClock, ms
 from zen_websocket import rate_limiter as rl
 from zen_websocket.errors import ConfigError
 from zen_websocket.rate_limiter import (
@@ -193,10 +193,92 @@ def test_charge_goes_into_debt_and_delays_later_sends():
     assert limiter.consume(1)
 
 
-def test_charge_accepts_a_cost_larger_than_burst():
+def test_charge_accepts_a_cost_larger_than_burst_but_stops_the_debt_at_minus_burst():
     limiter = RateLimiter(2, cost=by_message, clock=FakeClock())
     limiter.charge(5)
-    assert limiter.tokens == pytest.approx(-3)
+    assert limiter.tokens == pytest.approx(-2)
+    assert limiter.status()["consumed"] == 1  # the frame still went out
+
+
+def test_a_ping_flood_of_charges_cannot_push_the_next_send_past_two_bursts():
+    """F8: 1,000 charged pongs leave the bucket at -burst, not -990."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    for _ in range(1000):
+        limiter.charge()
+    assert limiter.tokens == pytest.approx(-10)
+    assert limiter.retry_after() == pytest.approx(1.1)  # 11 tokens at 10/s, not 999 s
+    clock.advance(1.05)
+    assert not limiter.consume()
+    clock.advance(0.05)
+    assert limiter.consume()
+
+
+def test_charge_below_the_floor_still_counts_the_frame_and_keeps_the_refill():
+    clock = FakeClock()
+    limiter = RateLimiter(4, cost=by_message, clock=clock)
+    limiter.charge(3)
+    limiter.charge(3)  # 4 - 6 = -2: above the floor, taken in full
+    assert limiter.tokens == pytest.approx(-2)
+    limiter.charge(3)  # would be -5: stopped at -4
+    assert limiter.tokens == pytest.approx(-4)
+    clock.advance(0.5)
+    assert limiter.tokens == pytest.approx(-2)
+    assert limiter.status()["consumed"] == 3
+
+
+# --- try_acquire -----------------------------------------------------------------
+
+
+def test_try_acquire_takes_a_free_token_without_waiting():
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock)
+    assert limiter.try_acquire() and limiter.try_acquire()
+    assert not limiter.try_acquire()  # no token: a pong would be skipped
+    assert limiter.tokens == pytest.approx(0)  # and no debt was run up
+    assert limiter.status()["rejected"] == 1
+    clock.advance(0.5)
+    assert limiter.try_acquire()
+
+
+def test_try_acquire_takes_the_cost_of_the_message():
+    limiter = RateLimiter(5, cost=by_message, clock=FakeClock())
+    assert limiter.try_acquire(4)
+    assert limiter.tokens == pytest.approx(1)
+    assert not limiter.try_acquire(2)
+
+
+def test_try_acquire_never_drives_the_balance_negative_under_a_ping_flood():
+    clock = FakeClock()
+    limiter = RateLimiter(5, clock=clock)
+    sent = sum(limiter.try_acquire() for _ in range(1000))
+    assert sent == 5
+    assert limiter.tokens == pytest.approx(0)
+    assert limiter.retry_after() == pytest.approx(0.2)  # the next user send waits one token's refill
+
+
+def test_try_acquire_does_not_take_tokens_promised_to_a_waiting_send():
+    clock = FakeClock()
+    limiter = RateLimiter(10, burst=2, cost=by_message, clock=clock)
+    drain(limiter)
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(limiter.acquire(2, timeout=30.0)), daemon=True)
+    waiter.start()
+    wait_until(lambda: limiter.status()["waiting"] == 1)
+    clock.advance(0.1)  # one token: free for nobody but the waiter
+    assert not limiter.try_acquire(1)
+    clock.advance(0.1)
+    waiter.join(5.0)
+    assert result == [True]
+
+
+def test_multi_try_acquire_takes_from_every_routed_bucket_or_none():
+    clock = FakeClock()
+    multi = _two_buckets(clock)
+    assert multi.try_acquire(("a", "b"))
+    assert not multi.try_acquire(("a", "b"))  # b is empty
+    assert multi.buckets["a"].tokens == 2 and multi.buckets["b"].tokens == 0
+    assert multi.try_acquire("a")
 
 
 def test_status_reports_the_bucket_and_counters():
@@ -414,6 +496,17 @@ def test_multi_charge_takes_from_every_bucket_into_debt():
     multi.charge(("a", "b"))
     assert multi.buckets["b"].tokens == pytest.approx(-1)
     assert multi.buckets["a"].tokens == pytest.approx(1)
+
+
+def test_multi_charge_stops_each_bucket_at_minus_its_burst():
+    clock = FakeClock()
+    multi = _two_buckets(clock)  # a: burst 3, b: burst 1
+    for _ in range(100):
+        multi.charge(("a", "b"))
+    assert multi.buckets["a"].tokens == pytest.approx(-3)
+    assert multi.buckets["b"].tokens == pytest.approx(-1)
+    assert multi.status()["consumed"] == 100
+    assert multi.retry_after(("a", "b")) == pytest.approx(0.4)  # a: 4 tokens at 10/s
 
 
 def test_multi_an_empty_route_is_free():
@@ -739,3 +832,259 @@ def test_bench_hook_returns_seconds_per_call():
 def test_module_exports_are_defined():
     for name in rl.__all__:
         assert hasattr(rl, name), name
+
+
+def test_rate_limiter_re_exports_the_whole_ratelimit_package():
+    from zen_websocket import ratelimit
+
+    assert set(rl.__all__) == set(ratelimit.__all__)
+    for name in ratelimit.__all__:
+        assert getattr(rl, name) is getattr(ratelimit, name), name
+
+
+# --- contracts the mutation run pinned down ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "weight"),
+    [
+        (["BTCUSDT"], 5),  # params that are no object: the default limit
+        ({"limit": "abc"}, 5),  # a limit that is no number: the default
+        ({"limit": None}, 5),
+        ({"limit": [1]}, 5),
+        ({"limit": True}, 5),
+        ({"limit": 10_000}, 250),  # past the table: the largest weight
+    ],
+)
+def test_binance_depth_weight_falls_back_to_the_default_limit_or_the_largest_weight(params, weight):
+    assert binance_cost({"method": "depth", "params": params}) == weight
+
+
+def test_binance_ticker_book_and_24hr_boundaries():
+    assert binance_cost({"method": "ticker.book", "params": {"symbol": "BTCUSDT"}}) == 2
+    assert binance_cost({"method": "ticker.book"}) == 4
+    assert binance_cost({"method": "ticker.24hr", "params": {"symbols": ["A"] * 100}}) == 40
+
+
+def test_a_method_that_is_not_a_string_is_no_request():
+    assert not is_matching_engine({"method": 5})
+    assert not is_deribit_subscription({"method": ["public/subscribe"]})
+    assert binance_cost({"method": 5}) == 1
+
+
+def test_a_message_costing_exactly_the_burst_passes():
+    limiter = RateLimiter(10, cost=by_message, clock=FakeClock())
+    assert limiter.consume(10)
+
+
+def test_an_unnamed_limiter_calls_itself_rate_limiter_in_errors():
+    limiter = RateLimiter(10, cost=by_message, clock=FakeClock())
+    with pytest.raises(ValueError, match="can never pass rate limiter, whose burst is 10"):
+        limiter.consume(11)
+
+
+def test_reprs_show_the_configuration():
+    limiter = RateLimiter(5, 2.0, burst=3, clock=FakeClock(), name="feed")
+    assert repr(limiter) == "RateLimiter(rate=5, interval=2, burst=3, name='feed')"
+    assert repr(_two_buckets(FakeClock())) == "MultiRateLimiter(buckets=['a', 'b'], name='pair')"
+
+
+def test_every_rejection_and_every_take_is_counted():
+    clock = FakeClock()
+    limiter = RateLimiter(1, clock=clock)
+    assert limiter.consume()
+    assert not limiter.consume() and not limiter.consume()
+    assert not limiter.acquire(timeout=0) and not limiter.acquire(timeout=0)
+    assert not limiter.acquire(timeout=0.5) and not limiter.acquire(timeout=0.5)  # refill needs 1 s
+    assert limiter.status()["rejected"] == 6
+    limiter.reset()
+    status = limiter.status()
+    assert (status["consumed"], status["rejected"], status["waited_seconds"]) == (0, 0, 0.0)
+
+
+def _start_waiter(limiter: RateLimiter | MultiRateLimiter, message: object = None, timeout: float | None = 30.0):
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(limiter.acquire(message, timeout)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_waited_seconds_add_up_on_the_limiters_clock():
+    clock = FakeClock()
+    limiter = RateLimiter(10, burst=1, clock=clock)
+    for expected in (0.1, 0.2):
+        drain(limiter)
+        thread, result = _start_waiter(limiter)
+        wait_until(lambda: limiter.status()["waiting"] == 1)
+        clock.advance(0.1)
+        thread.join(5.0)
+        assert result == [True]
+        assert limiter.status()["waited_seconds"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_refill_arriving_exactly_at_the_deadline_is_waited_for():
+    clock = FakeClock()
+    limiter = RateLimiter(10, burst=1, clock=clock)
+    assert limiter.consume()
+    thread, result = _start_waiter(limiter, timeout=0.1)  # the token is due in exactly 0.1 s
+    wait_until(lambda: limiter.status()["waiting"] == 1)
+    clock.advance(0.1)
+    thread.join(5.0)
+    assert result == [True]
+    assert limiter.status()["rejected"] == 0
+
+
+def test_a_queued_waiter_is_served_when_the_refill_reaches_it_in_time():
+    limiter = RateLimiter(20, burst=1)  # a token every 50 ms
+    assert limiter.consume()
+    head, head_result = _start_waiter(limiter)
+    wait_until(lambda: limiter.status()["waiting"] == 1)
+    assert limiter.acquire(timeout=ms(500))  # second in line: about 100 ms
+    head.join(5.0)
+    assert head_result == [True]
+    assert limiter.status()["rejected"] == 0
+
+
+def test_each_queued_waiter_that_times_out_is_counted():
+    limiter = RateLimiter(0.001, burst=1)  # no refill within the test
+    limiter.consume()
+    head, head_result = _start_waiter(limiter, timeout=None)
+    wait_until(lambda: limiter.status()["waiting"] == 1)
+    assert not limiter.acquire(timeout=ms(10))
+    assert not limiter.acquire(timeout=ms(10))
+    assert limiter.status()["rejected"] == 2
+    limiter.reset()
+    head.join(5.0)
+    assert head_result == [True]
+
+
+# --- MultiRateLimiter contracts ---------------------------------------------------------
+
+
+def _priced_pair(clock: FakeClock) -> MultiRateLimiter:
+    """Two buckets whose cost is the message's ``cost`` member; the route is its ``to`` member."""
+
+    def price(message: object) -> float:
+        return message["cost"] if isinstance(message, dict) else 1  # type: ignore[index]
+
+    buckets = {
+        "a": RateLimiter(10, burst=3, cost=price, clock=clock, name="a"),
+        "b": RateLimiter(10, burst=5, cost=price, clock=clock, name="b"),
+    }
+    return MultiRateLimiter(buckets, lambda message: message["to"] if isinstance(message, dict) else ("a",))
+
+
+def test_multi_costs_come_from_the_message():
+    clock = FakeClock()
+    multi = _priced_pair(clock)
+    assert multi.consume({"to": ("a", "b"), "cost": 3})
+    assert multi.buckets["a"].tokens == 0 and multi.buckets["b"].tokens == 2
+    with pytest.raises(ValueError, match="burst is 3"):
+        multi.consume({"to": ("a",), "cost": 4})
+    assert multi.retry_after({"to": ("b",), "cost": 4}) == pytest.approx(0.2)
+
+
+def test_multi_charge_prices_the_message_and_allows_more_than_a_burst():
+    clock = FakeClock()
+    multi = _priced_pair(clock)
+    multi.charge({"to": ("a", "b"), "cost": 4})
+    multi.charge({"to": ("a", "b"), "cost": 4})
+    assert multi.buckets["a"].tokens == pytest.approx(-3)  # floor: minus a's burst
+    assert multi.buckets["b"].tokens == pytest.approx(-3)
+    assert multi.status()["consumed"] == 2
+
+
+def test_multi_counts_every_take_and_every_rejection():
+    clock = FakeClock()
+    multi = _two_buckets(clock)
+    assert multi.consume(("a", "b"))
+    assert multi.consume("a")
+    assert not multi.consume(("a", "b")) and not multi.consume(("a", "b"))
+    status = multi.status()
+    assert (status["consumed"], status["rejected"], status["waiting"], status["waited_seconds"]) == (2, 2, 0, 0.0)
+    assert set(status) == {"name", "consumed", "rejected", "waited_seconds", "waiting", "buckets"}
+    multi.reset()
+    status = multi.status()
+    assert (status["consumed"], status["rejected"], status["waited_seconds"]) == (0, 0, 0.0)
+
+
+def test_multi_acquire_waits_on_the_buckets_clock_and_counts():
+    clock = FakeClock()
+    multi = _priced_pair(clock)
+    assert multi.consume({"to": ("a", "b"), "cost": 3})
+    thread, result = _start_waiter(multi, {"to": ("a", "b"), "cost": 2})
+    wait_until(lambda: multi.status()["waiting"] == 1)
+    clock.advance(0.1)  # one token in a: not enough
+    assert thread.is_alive()
+    clock.advance(0.1)
+    thread.join(5.0)
+    assert result == [True]
+    status = multi.status()
+    assert status["consumed"] == 2
+    assert status["waited_seconds"] == pytest.approx(0.2, abs=1e-9)
+    assert multi.buckets["a"].tokens == pytest.approx(0)  # the waiter's message was priced and routed
+    assert multi.buckets["b"].tokens == pytest.approx(2)
+
+
+def test_multi_acquire_gives_up_within_its_timeout():
+    multi = MultiRateLimiter({"a": RateLimiter(0.001, burst=1)}, lambda message: "a")
+    assert multi.consume()
+    assert not multi.acquire(timeout=ms(50))
+    assert multi.status()["rejected"] == 1
+
+
+def test_multi_reset_wakes_a_waiter_at_once():
+    multi = MultiRateLimiter({"a": RateLimiter(0.001, burst=1)}, lambda message: "a")
+    assert multi.consume()
+    thread, result = _start_waiter(multi, timeout=None)
+    wait_until(lambda: multi.status()["waiting"] == 1)
+    multi.reset()
+    thread.join(5.0)
+    assert result == [True]
+
+
+# --- presets and registry contracts -------------------------------------------------------
+
+
+def test_presets_name_themselves_and_their_buckets():
+    assert binance_api_preset().name == "binance_api"
+    assert binance_stream_preset().name == "binance_stream"
+    deribit = deribit_preset(name="acct")
+    assert deribit.name == "acct" and deribit_preset().name == "deribit"
+    assert {key: bucket.name for key, bucket in deribit.buckets.items()} == {
+        "credits": "acct.credits",
+        "matching": "acct.matching",
+        "subscribe": "acct.subscribe",
+    }
+
+
+def test_registry_passes_message_and_timeout_through(registry):
+    clock = FakeClock()
+    rl.init("test-pass", rate=10, cost=by_message, clock=clock)
+    assert rl.acquire("test-pass", 10, timeout=0)  # the whole bucket: the message is the cost
+    assert rl.retry_after("test-pass", 5) == pytest.approx(0.5)
+    assert rl.consume("test-pass", 0)  # a free message passes an empty bucket
+    assert not rl.acquire("test-pass", 5, timeout=0)  # gives up at once: the refill needs 0.5 s
+    clock.advance(0.5)
+    assert rl.consume("test-pass", 5)
+
+
+def test_registry_init_defaults_and_passes_every_option(registry):
+    plain = rl.init("test-plain", rate=4)
+    assert (plain.rate, plain.interval, plain.capacity) == (4, 1.0, 4)
+    clock = FakeClock()
+    shaped = rl.init("test-shaped", rate=4, interval=2.0, burst=2, cost=by_message, clock=clock)
+    assert (shaped.interval, shaped.capacity) == (2.0, 2)
+    assert shaped.consume(2) and not shaped.consume(1)
+    clock.advance(0.5)  # the injected clock drives the refill: 4 per 2 s
+    assert shaped.consume(1)
+
+
+def test_registry_register_refuses_a_taken_name_by_default(registry):
+    rl.register("test-reg", RateLimiter(1))
+    with pytest.raises(ConfigError) as info:
+        rl.register("test-reg", RateLimiter(2))
+    assert info.value.option == "name"
+    with pytest.raises(ConfigError) as info:
+        rl.register("test-reg2", "not a limiter")  # type: ignore[arg-type]
+    assert info.value.option == "limiter"

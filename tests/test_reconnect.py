@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from zen_websocket.reconnect import Backoff
 
 
@@ -41,3 +43,22 @@ def test_increment_returns_a_new_value():
     policy = Backoff()
     assert policy.increment() is not policy
     assert policy.failures == 0
+
+
+def test_reset_after_failures_counts_from_zero_again():
+    policy = Backoff(retry_delay=1.0, max_backoff=30.0, retry_count=3).increment().increment()
+    fresh = policy.reset()
+    assert fresh.failures == 0
+    assert fresh.delay() == 1.0  # the first retry's delay again
+    assert fresh.increment().increment().increment().exhausted  # a full retry_count again
+
+
+def test_jittered_delays_below_one_second_are_kept():
+    policy = Backoff(retry_delay=0.1, max_backoff=1.0, jitter=0.5)
+    assert policy.delay(lambda: 0.0) == pytest.approx(0.05)
+    assert policy.delay(lambda: 1.0) == pytest.approx(0.15)
+
+
+def test_jitter_never_makes_a_delay_negative():
+    policy = Backoff(retry_delay=1.0, jitter=2.0)  # a spread wider than the delay itself
+    assert policy.delay(lambda: 0.0) == 0.0

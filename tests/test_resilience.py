@@ -94,13 +94,20 @@ def test_dropped_tcp_reconnects():
 @pytest.mark.parametrize("code", [1002, 1003, 1007, 1009, 1010])
 def test_fatal_close_codes_end_the_client(code):
     rec = Recorder()
+    twin = Recorder()
     with MockWebSocketServer() as server:
         client = zw.connect(server.url, **BASE, **rec.options())
-        server.simulate_disconnect(code)
-        assert rec.wait("close")
-        assert client.get_state() == "disconnected"
-        time.sleep(ms(100))
-        assert server.connection_count == 1  # no reconnect
+        # A twin with the same backoff, closed later with a code that is retried: once it is
+        # back, the client under test has had longer than a retry delay to come back too.
+        with zw.connect(server.url, **BASE, **twin.options()):
+            assert server.wait_for_connections(2)
+            first, second = sorted(server.connections, key=lambda conn: conn.id)
+            first.close(code)
+            assert rec.wait("close")
+            assert client.get_state() == "disconnected"
+            second.close(1012)
+            assert twin.wait("reconnect")
+            assert server.attempt_count == 3  # the twin's reconnect only: no reconnect
         errors = [e[1] for e in rec.events if e[0] == "error"]
         assert isinstance(errors[0], zw.ConnectionClosed) and errors[0].code == code
         with pytest.raises(zw.ConnectionClosed):
@@ -162,17 +169,25 @@ def test_successful_reconnect_resets_the_failure_count():
 
 
 def test_close_during_backoff_returns_at_once():
-    with MockWebSocketServer() as server:
-        client = zw.connect(server.url, **{**BASE, "retry_delay": 5.0, "max_backoff": 5.0, "retry_count": None})
-        server.refuse_connections(True)
-        server.drop_connections()
-        assert wait_until(lambda: client.get_state() == "connecting")
-        time.sleep(ms(50))
-        started = time.monotonic()
-        client.close()
-        assert time.monotonic() - started < 0.5
-        assert client.get_state() == "disconnected"
-        server.refuse_connections(False)
+    backing_off = threading.Event()
+    # Emitted as the client starts waiting out the delay it reports.
+    telemetry.attach(
+        "close-in-backoff-test", ("zen_websocket", "reconnect", "attempt"), lambda e, m, md, c: backing_off.set()
+    )
+    try:
+        with MockWebSocketServer() as server:
+            client = zw.connect(server.url, **{**BASE, "retry_delay": 5.0, "max_backoff": 5.0, "retry_count": None})
+            server.refuse_connections(True)
+            server.drop_connections()
+            assert backing_off.wait(3)
+            assert client.get_state() == "connecting"
+            started = time.monotonic()
+            client.close()
+            assert time.monotonic() - started < 0.5
+            assert client.get_state() == "disconnected"
+            server.refuse_connections(False)
+    finally:
+        telemetry.detach("close-in-backoff-test")
 
 
 def test_first_connect_retries_until_the_server_is_up():
@@ -259,15 +274,20 @@ def test_is_fatal_predicate_stops_retrying():
 
 
 def test_requests_in_flight_fail_with_connection_lost_and_are_not_resent():
+    rec = Recorder()
     with MockWebSocketServer() as server:
-        with zw.connect(server.url, **BASE) as client:
+        with zw.connect(server.url, **BASE, **rec.options()) as client:
             future = client.request_async("private/buy", {"amount": 1})
             server.assert_message_sent({"method": "private/buy"}, timeout=2)
             server.drop_connections()
             with pytest.raises(zw.ConnectionLost):
                 future.result(2)
-            assert wait_until(lambda: client.get_state() == "connected")
-            time.sleep(ms(50))
+            assert rec.wait("reconnect")
+            assert client.get_state() == "connected"
+            # A round trip after the reconnect: whatever the client sent on the new
+            # connection before it (a resent request) has reached the server by now.
+            client.send_message("after-reconnect")
+            server.assert_message_sent("after-reconnect", timeout=2)
             assert sum("private/buy" in str(m) for m in server.received) == 1
 
 

@@ -342,3 +342,80 @@ def test_request_is_immutable():
 def test_module_exports_are_defined():
     for name in subscriptions.__all__:
         assert hasattr(subscriptions, name), name
+
+
+# --- contracts the mutation run pinned down ------------------------------------------------
+
+
+def test_build_subscribes_unless_told_otherwise():
+    assert DeribitDialect().build(["trades.x"])[0].method == "public/subscribe"
+    assert BinanceDialect().build(["trades.x"])[0].method == "SUBSCRIBE"
+    assert CallableDialect(lambda ch, sub: {"sub": sub}).build(["trades.x"])[0].message == {"sub": True}
+
+
+def test_the_base_dialect_treats_every_channel_as_public():
+    assert Dialect().needs_auth("user.orders.any.any.raw") is False
+
+
+def test_plan_restore_asks_the_dialect_to_subscribe_explicitly():
+    calls: list[tuple[list[str], object]] = []
+
+    class Recording(Dialect):
+        def build(self, channels, subscribe=False):  # a subclass with another default
+            calls.append((list(channels), subscribe))
+            return []
+
+    plan_restore(Recording(), SubscriptionSet(["a", "b"]))
+    assert calls == [(["a", "b"], True)]
+
+
+def test_plan_restore_names_the_channels_that_do_not_fit():
+    channels = [f"s{i}@trade" for i in range(1025)]
+    with pytest.raises(SubscriptionError) as info:
+        plan_restore(BinanceDialect(), channels)
+    assert info.value.channels == channels
+
+
+def test_check_capacity_without_channels_raises_with_none_listed():
+    with pytest.raises(SubscriptionError, match="1024") as info:
+        BinanceDialect().check_capacity(1020, 5)
+    assert info.value.channels == []
+    BinanceDialect().check_capacity(1020, 4)  # exactly full is allowed
+
+
+def test_batches_without_a_batch_size_is_one_batch_and_a_copy():
+    channels = ["a", "b", "c"]
+    (batch,) = Dialect().batches(channels)
+    assert batch == channels and batch is not channels
+
+
+def test_dialects_repr_names_their_class():
+    assert repr(DeribitDialect()) == "DeribitDialect()"
+    assert repr(BinanceDialect()) == "BinanceDialect()"
+
+
+def test_deribit_error_response_confirms_nothing_even_with_a_result_list():
+    (request,) = DeribitDialect().build(["a", "b"], True)
+    response = {"id": request.request_id, "error": {"code": 1, "message": "no"}, "result": ["a", "b"]}
+    assert DeribitDialect().check_ack(request, response) == ["a", "b"]
+
+
+def test_callable_dialect_rejects_a_non_callable_naming_the_option():
+    with pytest.raises(ConfigError) as info:
+        CallableDialect("okx")  # type: ignore[arg-type]
+    assert info.value.option == "subscription_format"
+
+
+def test_callable_dialect_without_a_name_is_called_custom():
+    class Builder:
+        def __call__(self, channels: list[str], subscribe: bool) -> dict:
+            return {"channels": channels}
+
+    assert CallableDialect(Builder()).name == "custom"
+
+
+def test_callable_dialect_request_carries_the_built_message_and_no_method_unless_given():
+    message = {"op": "subscribe", "args": ["a"], "id": 3}
+    (request,) = CallableDialect(lambda channels, subscribe: message).build(["a"], True)
+    assert request.message is message
+    assert request.method is None

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import redact_headers, redact_url
 
 __all__ = [
     "ClientConfig",
@@ -24,6 +25,9 @@ __all__ = [
     "HEARTBEAT_TYPES",
     "OVERFLOW_POLICIES",
     "DERIBIT_MIN_HEARTBEAT_INTERVAL",
+    "COMPRESSIONS",
+    "check_url",
+    "redact_url",  # re-exported: it lives in zen_websocket.redact now
 ]
 
 #: Events a callback can be registered for (``client.on(event, fn)``).
@@ -32,6 +36,8 @@ HEARTBEAT_TYPES = ("ping", "deribit", "custom")
 OVERFLOW_POLICIES = ("drop_oldest", "drop_newest", "block")
 RATE_LIMIT_MODES = ("wait", "raise")
 SUBSCRIPTION_FORMATS = ("deribit", "binance")
+#: Values of ``compression`` besides None: permessage-deflate (RFC 7692).
+COMPRESSIONS = ("deflate",)
 # Deribit rejects public/set_heartbeat below 10 s (API v2, public/set_heartbeat).
 DERIBIT_MIN_HEARTBEAT_INTERVAL = 10.0
 
@@ -117,7 +123,7 @@ class ClientConfig:
     directly; see the README's options table for what each one means.
     """
 
-    url: str
+    url: str | Callable[[], str]
     timeout: float = 5.0
     headers: Mapping[str, str] = field(default_factory=dict)
     subprotocols: list[str] | None = None
@@ -143,6 +149,9 @@ class ClientConfig:
     record_to: str | None = None
     name: str | None = None
     debug: bool = False
+    compression: str | None = "deflate"
+    write_timeout: float | None = 10.0
+    max_connection_age: float | None = None
     callbacks: Mapping[str, tuple[Callable[..., Any], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -153,6 +162,10 @@ class ClientConfig:
         _positive("request_timeout", self.request_timeout)
         _positive("close_timeout", self.close_timeout)
         _positive("max_silence", self.max_silence, allow_none=True)
+        _positive("write_timeout", self.write_timeout, allow_none=True)
+        _positive("max_connection_age", self.max_connection_age, allow_none=True)
+        if self.compression is not None and self.compression not in COMPRESSIONS:
+            raise ConfigError("compression", f"must be 'deflate' or None, got {self.compression!r}")
         if self.max_backoff < self.retry_delay:
             raise ConfigError("max_backoff", f"must be >= retry_delay ({self.retry_delay}), got {self.max_backoff}")
         if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)) or not 0 <= self.jitter <= 1:
@@ -211,21 +224,12 @@ class ClientConfig:
             raise ConfigError("record_to", "must be a file path (str)")
 
     def _check_url(self) -> None:
-        if not isinstance(self.url, str):
-            raise ConfigError("url", f"must be a str, got {type(self.url).__name__}")
-        try:
-            parts = urlsplit(self.url)
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigError("url", f"invalid URL {self.url!r}: {exc}") from exc
-        if parts.scheme not in ("ws", "wss"):
-            raise ConfigError("url", f"must start with ws:// or wss://, got {self.url!r}")
-        if not parts.hostname:
-            raise ConfigError("url", f"has no host: {self.url!r}")
-        del port
+        if callable(self.url):
+            return  # called for every connection attempt; each result is checked then
+        check_url(self.url)
 
     @classmethod
-    def from_options(cls, url: str, **options: Any) -> ClientConfig:
+    def from_options(cls, url: str | Callable[[], str], **options: Any) -> ClientConfig:
         """Validate ``options`` (the keyword arguments of ``connect``).
 
         ``on_<event>=fn`` options register callbacks; any other unknown name
@@ -251,33 +255,38 @@ class ClientConfig:
 
     @property
     def label(self) -> str:
-        """The name used in thread names and logs (``name`` or host:port)."""
+        """The name used in thread names and logs (``name``, else host:port, else the callable's name)."""
         if self.name:
             return self.name
+        if callable(self.url):
+            return getattr(self.url, "__name__", "url()")
         parts = urlsplit(self.url)
         return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'wss' else 80)}"
 
     def __repr__(self) -> str:
         # Header values (API keys, bearer tokens) never appear in a repr.
-        headers = {k: "***" for k in self.headers}
-        return f"ClientConfig(url={redact_url(self.url)!r}, name={self.name!r}, headers={headers!r})"
+        headers = redact_headers(self.headers)
+        url = f"<callable {self.label}>" if callable(self.url) else redact_url(self.url)
+        return f"ClientConfig(url={url!r}, name={self.name!r}, headers={headers!r})"
 
 
-_SECRET_WORDS = ("key", "token", "secret", "sig", "auth", "pass", "session")
+def check_url(url: Any, option: str = "url") -> None:
+    """Raise :class:`ConfigError` unless ``url`` is a ``ws://`` or ``wss://`` URL with a host.
 
-
-def redact_url(url: str) -> str:
-    """The URL without userinfo, and with secret-looking query values hidden."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    query = ""
-    if parts.query:
-        pairs = []
-        for pair in parts.query.split("&"):
-            name, sep, _ = pair.partition("=")
-            hidden = sep and any(word in name.lower() for word in _SECRET_WORDS)
-            pairs.append(f"{name}=***" if hidden else pair)
-        query = "?" + "&".join(pairs)
-    return f"{parts.scheme}://{netloc}{parts.path}{query}"
+    Messages show the URL only through ``redact_url``: userinfo, query values
+    and listen keys stay out of logs and tracebacks. The parser's own error
+    text is not shown either: it can quote a "port" that is a password
+    written without its "@".
+    """
+    if not isinstance(url, str):
+        raise ConfigError(option, f"must be a str (or a callable returning one), got {type(url).__name__}")
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a port out of range or not a number
+    except ValueError as exc:
+        raise ConfigError(option, f"invalid URL (bad IPv6 host or port) {shown!r}") from exc
+    if parts.scheme not in ("ws", "wss"):
+        raise ConfigError(option, f"must start with ws:// or wss://, got {shown!r}")
+    if not parts.hostname:
+        raise ConfigError(option, f"has no host: {shown!r}")

@@ -32,6 +32,8 @@ import socket
 import ssl
 from typing import Any, Literal
 
+from .redact import peer_text, safe_text
+
 __all__ = [
     "ZenWebSocketError",
     "ConfigError",
@@ -62,12 +64,29 @@ class ZenWebSocketError(Exception):
     """Base class of every exception zen_websocket raises on purpose."""
 
 
+# Bounds on what an exception message shows, so that str(exc) stays under
+# 1,024 characters whatever the peer sent (a 5 MB error message, a 2 MB
+# handshake reason); the full values stay on the exception's attributes.
+_PEER_TEXT_LIMIT = 200  # the server's own words (a JSON-RPC error message)
+_MESSAGE_LIMIT = 800  # a whole message we composed around peer text
+_NAME_LIMIT = 100  # an option name, a method, an id, a code
+
+
 class ConfigError(ZenWebSocketError, ValueError):
-    """An option is invalid. ``option`` names it."""
+    """An option is invalid. ``option`` names it.
+
+    Messages never show credentials: URLs are shown through
+    :func:`~zen_websocket.redact.redact_url`, header values not at all.
+
+    Attributes:
+        option: the option's name (``"heartbeat_config.interval"``).
+        message: what is wrong with it, in full.
+    """
 
     def __init__(self, option: str, message: str) -> None:
         self.option = option
-        super().__init__(f"{option}: {message}")
+        self.message = message
+        super().__init__(f"{safe_text(str(option), _NAME_LIMIT)}: {safe_text(str(message), _MESSAGE_LIMIT)}")
 
 
 class UsageError(ZenWebSocketError, RuntimeError):
@@ -78,12 +97,21 @@ class ConnectError(ZenWebSocketError):
     """Connecting failed.
 
     Attributes:
-        reason: ``"timeout"``, ``"econnrefused"``, ``"nxdomain"``,
-            ``"ehostunreach"``, ``"tls"``, ``"unauthorized"``,
-            ``"handshake_status"``, ``"closed"`` (``close()`` was called
-            during the attempt) or ``"error"``.
-        status_code: HTTP status of a rejected upgrade, else None.
+        reason: ``"timeout"`` (the one deadline of the attempt passed),
+            ``"econnrefused"``, ``"nxdomain"``, ``"ehostunreach"``, ``"tls"``,
+            ``"proxy"`` (the proxy refused or broke the tunnel, or its support
+            package is missing), ``"unauthorized"`` (401/403),
+            ``"redirect"`` (3xx: redirects are never followed),
+            ``"not_websocket"`` (a 2xx that is not an upgrade),
+            ``"handshake_status"`` (any other status),
+            ``"bad_handshake"`` (a response that breaks RFC 6455 or a size
+            cap), ``"closed"`` (``close()`` was called during the attempt)
+            or ``"error"`` (e.g. the peer closed the connection).
+        status_code: HTTP status of a rejected upgrade (or proxy tunnel), else None.
         attempts: how many attempts were made.
+        message: the message in full; ``str(exc)`` shows it with secrets
+            masked, control characters escaped and cut to 800 characters,
+            because it may quote the server (a status reason, a body).
     """
 
     def __init__(
@@ -94,10 +122,11 @@ class ConnectError(ZenWebSocketError):
         status_code: int | None = None,
         attempts: int = 1,
     ) -> None:
+        self.message = message
         self.reason = reason
         self.status_code = status_code
         self.attempts = attempts
-        super().__init__(message)
+        super().__init__(peer_text(message, _MESSAGE_LIMIT))
 
 
 class NotConnectedError(ZenWebSocketError):
@@ -166,9 +195,13 @@ class RequestTimeout(ZenWebSocketError, TimeoutError):
 class JsonRpcError(ZenWebSocketError):
     """The server answered a request with an error object.
 
+    ``str(exc)`` stays under 1,024 characters: the server's message is shown
+    with secrets masked, control characters escaped and cut to 200
+    characters; the attributes keep the full values.
+
     Attributes:
         code: the error code (None when the server sent none).
-        message: the error message.
+        message: the error message, in full.
         data: the optional ``data`` member.
         request_id: the id of the failed request.
         method: the method of the failed request, when known.
@@ -187,7 +220,13 @@ class JsonRpcError(ZenWebSocketError):
         self.data = data
         self.request_id = request_id
         self.method = method
-        super().__init__(f"{method or 'request'} (id={request_id}) failed: [{code}] {message}")
+        # Every part may come from the peer (the id and code are echoed from the response).
+        shown_method = safe_text(str(method or "request"), _NAME_LIMIT)
+        shown_id = safe_text(str(request_id), _NAME_LIMIT)
+        shown_code = safe_text(str(code), _NAME_LIMIT)
+        super().__init__(
+            f"{shown_method} (id={shown_id}) failed: [{shown_code}] {peer_text(message, _PEER_TEXT_LIMIT)}"
+        )
 
 
 class SubscriptionError(ZenWebSocketError):
@@ -237,8 +276,12 @@ def _status_category(status: int) -> Category:
         return "recoverable"
     if 400 <= status < 500:
         return "fatal"
-    # 1xx/2xx/3xx where 101 was expected: a misbehaving proxy or a redirect
-    # loop; retrying may reach a healthy backend.
+    # 3xx: redirects are never followed, so a retry gets the same redirect.
+    # 2xx instead of 101: the URL is not a WebSocket endpoint.
+    if 200 <= status < 400:
+        return "fatal"
+    # 1xx other than 101: a confused intermediary; another attempt may reach
+    # a healthy backend.
     return "recoverable"
 
 
@@ -248,20 +291,26 @@ def categorize(exc: BaseException) -> Category:
     Recoverable: timeouts, refused/unreachable/DNS failures, TLS alerts, a
     peer that vanished, server closes with 1000/1001/1006/1011-1014 or
     3000-4999, dead heartbeats, ``max_silence``, HTTP 5xx/408/429 on the
-    upgrade. Fatal: HTTP 401/403 and other 4xx, certificate verification
-    failures, protocol violations, :class:`MessageTooLarge`, server closes
-    with 1002/1003/1007/1009/1010, configuration and usage errors. Unknown
-    exceptions are recoverable (a long-lived feed should try again).
+    upgrade. Fatal: HTTP 401/403 and other 4xx, a redirect (never
+    followed), a 2xx that is not an upgrade, a 101 that breaks RFC 6455 or a
+    size cap (``"bad_handshake"``), certificate verification failures,
+    protocol violations, :class:`MessageTooLarge`, server closes with
+    1002/1003/1007/1009/1010, configuration and usage errors, a missing
+    package (ImportError). Unknown exceptions are recoverable (a long-lived
+    feed should try again).
     """
     if isinstance(exc, ConnectError):
+        # Answers a new attempt would get again: credentials refused, a
+        # redirect we never follow, a URL that is not a WebSocket endpoint, a
+        # server that breaks the upgrade rules or our size caps.
+        if exc.reason in ("unauthorized", "redirect", "not_websocket", "bad_handshake"):
+            return "fatal"
         if exc.status_code is not None:
             return _status_category(exc.status_code)
-        if exc.reason == "unauthorized":
-            return "fatal"
         if exc.__cause__ is not None and exc.__cause__ is not exc:
             return categorize(exc.__cause__)
         return "recoverable"
-    if isinstance(exc, (ConfigError, UsageError, ProtocolError, MessageTooLarge, TypeError)):
+    if isinstance(exc, (ConfigError, UsageError, ProtocolError, MessageTooLarge, TypeError, ImportError)):
         return "fatal"
     if isinstance(exc, ConnectionClosed):
         return close_code_category(exc.code)
@@ -279,7 +328,13 @@ def connect_reason(exc: BaseException) -> str:
         return exc.reason
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
-        return "unauthorized" if status in (401, 403) else "handshake_status"
+        if status in (401, 403):
+            return "unauthorized"
+        if 300 <= status < 400:
+            return "redirect"
+        if 200 <= status < 300:
+            return "not_websocket"
+        return "handshake_status"
     if isinstance(exc, ssl.SSLError):
         return "tls"
     if isinstance(exc, (TimeoutError, socket.timeout)) or type(exc).__name__ == "WebSocketTimeoutException":

@@ -386,6 +386,21 @@ class Waiter:
         return self._result
 
 
+def _request_key(request_id: Any) -> int | str | None:
+    """``request_id`` as a key of tracked requests, or None if it cannot be one.
+
+    Requests are tracked under int or str ids only, and an id matches only an
+    id of the same type. A bare dict lookup is not enough: ``True == 1`` and
+    ``5.0 == 5`` (with equal hashes), so a peer answering ``{"id": true}`` or
+    ``{"id": 5.0}`` would complete requests 1 and 5 with a response that was
+    never theirs. So bools, floats and every other type match nothing; int
+    and str never equal each other, so past this check the lookup is exact.
+    """
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
+        return None
+    return request_id
+
+
 class Correlator:
     """Matches responses to requests by id; thread-safe.
 
@@ -412,11 +427,11 @@ class Correlator:
 
     def __contains__(self, request_id: object) -> bool:
         """True if ``request_id`` is in flight."""
+        key = _request_key(request_id)
+        if key is None:
+            return False
         with self._lock:
-            try:
-                return request_id in self._pending
-            except TypeError:  # unhashable
-                return False
+            return key in self._pending
 
     def pending_ids(self) -> list[Any]:
         """Ids of the requests in flight, oldest first."""
@@ -506,7 +521,9 @@ class Correlator:
     def resolve(self, message: Any) -> PendingRequest | None:
         """Complete the request that ``message`` answers, if any.
 
-        Any message whose ``id`` is tracked completes it. With
+        Any message whose ``id`` is tracked completes it; the id must have
+        the tracked id's type (``true`` never answers request 1, nor ``5.0``
+        request 5). With
         ``resolve_with="result"`` the future gets ``message["result"]`` (None
         when absent), or the :class:`~zen_websocket.errors.JsonRpcError` from
         :func:`error_from_response` for an error response. With
@@ -533,14 +550,13 @@ class Correlator:
         """
         if not isinstance(message, dict):
             return None
-        request_id = message.get("id")
-        if request_id is None:
+        key = _request_key(message.get("id"))
+        if key is None:
             return None
         with self._lock:
-            try:
-                pending = self._pending.pop(request_id)
-            except (KeyError, TypeError):  # unknown, or an unhashable id from a broken peer
-                return None
+            pending = self._pending.pop(key, None)
+        if pending is None:
+            return None
         pending.rtt = max(0.0, self._clock() - pending.sent_at)
         return pending
 
@@ -576,11 +592,11 @@ class Correlator:
         Returns:
             The request, or None if it was not tracked.
         """
+        key = _request_key(request_id)
+        if key is None:
+            return None
         with self._lock:
-            try:
-                return self._pending.pop(request_id)
-            except (KeyError, TypeError):
-                return None
+            return self._pending.pop(key, None)
 
     def fail_all(self, exc_factory: Callable[[PendingRequest], BaseException]) -> list[PendingRequest]:
         """Fail every request in flight, e.g. with ``ConnectionLost`` on a disconnect.

@@ -36,6 +36,30 @@ __all__ = [
     "list_handlers",
     "handlers_for",
     "EVENTS",
+    "CONNECT",
+    "DISCONNECT",
+    "CLOSE",
+    "ERROR",
+    "MESSAGE_RECEIVED",
+    "MESSAGE_SENT",
+    "QUEUE_OVERFLOW",
+    "CALLBACK_ERROR",
+    "ROTATE",
+    "RECONNECT_ATTEMPT",
+    "RECONNECT_SUCCESS",
+    "RECONNECT_GIVE_UP",
+    "HEARTBEAT_SENT",
+    "HEARTBEAT_REPLY",
+    "HEARTBEAT_FAILURE",
+    "REQUEST_START",
+    "REQUEST_STOP",
+    "REQUEST_TIMEOUT",
+    "RATE_LIMIT_WAIT",
+    "RATE_LIMIT_REJECT",
+    "SUBSCRIPTION_ADD",
+    "SUBSCRIPTION_REMOVE",
+    "SUBSCRIPTION_RESTORE",
+    "SUBSCRIPTION_ERROR",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,34 +69,58 @@ Handler = Callable[[Event, dict[str, Any], dict[str, Any], Any], None]
 
 _PREFIX = ("zen_websocket",)
 
+# The events the library emits: the one place their names are written.
+CONNECT: Event = (*_PREFIX, "client", "connect")
+DISCONNECT: Event = (*_PREFIX, "client", "disconnect")
+CLOSE: Event = (*_PREFIX, "client", "close")
+ERROR: Event = (*_PREFIX, "client", "error")
+MESSAGE_RECEIVED: Event = (*_PREFIX, "client", "message_received")
+MESSAGE_SENT: Event = (*_PREFIX, "client", "message_sent")
+QUEUE_OVERFLOW: Event = (*_PREFIX, "client", "queue_overflow")
+CALLBACK_ERROR: Event = (*_PREFIX, "client", "callback_error")
+ROTATE: Event = (*_PREFIX, "client", "rotate")
+RECONNECT_ATTEMPT: Event = (*_PREFIX, "reconnect", "attempt")
+RECONNECT_SUCCESS: Event = (*_PREFIX, "reconnect", "success")
+RECONNECT_GIVE_UP: Event = (*_PREFIX, "reconnect", "give_up")
+HEARTBEAT_SENT: Event = (*_PREFIX, "heartbeat", "sent")
+HEARTBEAT_REPLY: Event = (*_PREFIX, "heartbeat", "reply")
+HEARTBEAT_FAILURE: Event = (*_PREFIX, "heartbeat", "failure")
+REQUEST_START: Event = (*_PREFIX, "request", "start")
+REQUEST_STOP: Event = (*_PREFIX, "request", "stop")
+REQUEST_TIMEOUT: Event = (*_PREFIX, "request", "timeout")
+RATE_LIMIT_WAIT: Event = (*_PREFIX, "rate_limit", "wait")
+RATE_LIMIT_REJECT: Event = (*_PREFIX, "rate_limit", "reject")
+SUBSCRIPTION_ADD: Event = (*_PREFIX, "subscription", "add")
+SUBSCRIPTION_REMOVE: Event = (*_PREFIX, "subscription", "remove")
+SUBSCRIPTION_RESTORE: Event = (*_PREFIX, "subscription", "restore")
+SUBSCRIPTION_ERROR: Event = (*_PREFIX, "subscription", "error")
+
 #: Every event the library emits, for ``attach_many`` and documentation.
-EVENTS: tuple[Event, ...] = tuple(
-    _PREFIX + tuple(name.split("."))
-    for name in (
-        "client.connect",
-        "client.disconnect",
-        "client.close",
-        "client.error",
-        "client.message_received",
-        "client.message_sent",
-        "client.queue_overflow",
-        "client.callback_error",
-        "reconnect.attempt",
-        "reconnect.success",
-        "reconnect.give_up",
-        "heartbeat.sent",
-        "heartbeat.reply",
-        "heartbeat.failure",
-        "request.start",
-        "request.stop",
-        "request.timeout",
-        "rate_limit.wait",
-        "rate_limit.reject",
-        "subscription.add",
-        "subscription.remove",
-        "subscription.restore",
-        "subscription.error",
-    )
+EVENTS: tuple[Event, ...] = (
+    CONNECT,
+    DISCONNECT,
+    CLOSE,
+    ERROR,
+    MESSAGE_RECEIVED,
+    MESSAGE_SENT,
+    QUEUE_OVERFLOW,
+    CALLBACK_ERROR,
+    ROTATE,
+    RECONNECT_ATTEMPT,
+    RECONNECT_SUCCESS,
+    RECONNECT_GIVE_UP,
+    HEARTBEAT_SENT,
+    HEARTBEAT_REPLY,
+    HEARTBEAT_FAILURE,
+    REQUEST_START,
+    REQUEST_STOP,
+    REQUEST_TIMEOUT,
+    RATE_LIMIT_WAIT,
+    RATE_LIMIT_REJECT,
+    SUBSCRIPTION_ADD,
+    SUBSCRIPTION_REMOVE,
+    SUBSCRIPTION_RESTORE,
+    SUBSCRIPTION_ERROR,
 )
 
 # Copy-on-write: writers replace the dict under the lock; readers (emitters,

@@ -12,7 +12,7 @@ import websocket  # websocket-client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.timeunit import ms
+from tests.timeunit import ms, wait_until
 from zen_websocket.testing import BinanceEmulator, DeribitEmulator
 from zen_websocket.testing.deribit import CreditBucket, RpcError, signature_for
 
@@ -186,11 +186,19 @@ def test_deribit_private_subscribe_needs_auth_on_each_connection(deribit):
 
 
 def test_deribit_token_expiry():
-    """After expires_in seconds, private calls are 13009 again."""
-    with DeribitEmulator(credentials=CREDS, expires_in=ms(80)) as emu, connect(emu.url) as ws:
+    """After expires_in seconds, and not before, private calls are 13009 again."""
+    lifetime = ms(80)
+    with DeribitEmulator(credentials=CREDS, expires_in=lifetime) as emu, connect(emu.url) as ws:
+        authenticated_at = time.monotonic()  # just before the emulator starts the token's clock
         rpc(ws, "public/auth", grant_type="client_credentials", client_id="cid", client_secret="s3cret")
         assert "result" in rpc(ws, "private/subscribe", channels=["user.trades.any.any.raw"])
-        time.sleep(ms(120))
+
+        def token_refused() -> bool:
+            reply = rpc(ws, "private/subscribe", channels=["user.trades.any.any.raw"])
+            return reply.get("error", {}).get("code") == 13009
+
+        assert wait_until(token_refused, interval=0.01)
+        assert time.monotonic() - authenticated_at >= lifetime
         assert rpc(ws, "private/subscribe", channels=["user.trades.any.any.raw"])["error"]["code"] == 13009
 
 

@@ -415,7 +415,7 @@ def test_client_frames_are_masked_and_decode_to_the_payload(size):
     """client_frame agrees with websocket-client's own frame parser for every length form."""
     from websocket import ABNF
 
-    from zen_websocket.transport import client_frame
+    from zen_websocket.protocol import client_frame
 
     payload = os.urandom(size)
     frame = client_frame(0x2, payload)

@@ -1,0 +1,1031 @@
+"""The threaded driver: sockets, threads and timers, carrying out the session's answers.
+
+Two classes:
+
+- :class:`Link`: one physical connection, the socket and its codec
+  (:class:`~zen_websocket.protocol.Protocol`). It writes whole frames under
+  ``_send_lock``, every blocking write bounded by ``write_timeout``
+  (:meth:`Link.send`); :meth:`Link.try_send` never blocks (heartbeats and
+  pongs from threads that must not wait); :meth:`Link.abort` wakes a blocked
+  reader or writer from any thread.
+- :class:`Driver`: one logical connection. It runs the handshake attempts
+  (the session's one retry loop), the receive thread, the timers and the
+  close sequence, and hands messages and events to its host (the public
+  :class:`~zen_websocket.client.Client`).
+
+Which thread runs what:
+
+- ``zen-ws-recv-<name>`` (one per client, for its whole life): reads the
+  socket, feeds the codec, answers pings, routes responses and hands
+  messages to the host; when the connection is lost it waits out the
+  backoff, runs the next handshake, and starts the connect sequence.
+- ``zen-ws-connect-<name>`` (short-lived, after each reconnect): the connect
+  sequence (Deribit ``set_heartbeat``, ``connect`` callbacks, subscription
+  restore, the ``reconnect`` event), so that a callback waiting on
+  ``client.request()`` has the receive thread reading its answer. The first
+  ``connect()`` runs that sequence in the caller's thread.
+- ``zen-ws-timer`` (one per process, :mod:`zen_websocket.scheduler`):
+  heartbeats, dead-peer verdicts and request deadlines of every client. It
+  never blocks on a socket: a heartbeat that cannot be written at once (a
+  peer that stopped reading) is not waited for, and the missing reply
+  declares the peer dead.
+
+Locks (never held while calling user code or telemetry):
+
+- ``Driver._state_lock`` guards ``state``, ``link``, ``closing``, ``final``.
+- ``Link._send_lock`` serialises whole frames on the socket.
+- ``Driver._count_lock`` guards the send-side counters.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import select
+import socket
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from . import handshake, telemetry
+from .errors import (
+    ConfigError,
+    ConnectError,
+    ConnectionClosed,
+    ConnectionLost,
+    HeartbeatTimeout,
+    MessageTooLarge,
+    NotConnectedError,
+    ProtocolError,
+    UsageError,
+)
+from .inbox import CLOSED
+from .protocol import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Protocol
+from .redact import redact_text
+from .scheduler import Scheduler, Timer, shared
+from .session import Dead, Retry, Rotate, SendHeartbeat, Session, Stop, loss_reason
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["READ_CHUNK", "Driver", "Link", "ConnectionState"]
+
+logger = logging.getLogger(__name__)
+
+# One read per burst: a backlog of small frames is parsed from memory with
+# one system call (WEBSOCKET-CLIENT-NOTES: about 2x the throughput of
+# reading each frame's bytes separately).
+READ_CHUNK = 256 * 1024
+
+# The longest text of a frame shown in a debug log line (after redaction).
+LOG_FRAME_CHARS = 500
+
+
+class ConnectionState(str, enum.Enum):
+    """What ``client.get_state()`` returns; compares equal to its string value."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WriteTimeout(ConnectionClosed):
+    """A write did not complete within ``write_timeout``: the peer stopped reading."""
+
+    def __init__(self, timeout: float | None) -> None:
+        super().__init__(None, "write_timeout")
+        self.timeout = timeout
+
+
+# ---------------------------------------------------------------------------
+# One physical connection
+# ---------------------------------------------------------------------------
+
+
+class Link:
+    """A socket after a successful handshake, with its codec.
+
+    Args:
+        result: the handshake's result (socket, subprotocol, leftover bytes).
+        protocol: the codec for this connection.
+        write_timeout: bound on one blocking write (None: unbounded).
+    """
+
+    def __init__(self, result: handshake.Handshake, protocol: Protocol, write_timeout: float | None) -> None:
+        self.sock: socket.socket = result.sock
+        self.protocol = protocol
+        self.subprotocol = result.subprotocol
+        self.response_headers = result.response_headers
+        self.write_timeout = write_timeout
+        self._send_lock = threading.Lock()  # guards writes to the socket (whole frames) and close_sent
+        self._poll = select.poll()  # poll, not select: a process may hold more than 1,024 fds
+        self._poll.register(self.sock, select.POLLOUT)
+        self.bytes_sent = 0  # written under _send_lock
+        self.close_sent = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.lost_exc: BaseException | None = None  # why it ended, first cause wins
+        self.lost = threading.Event()  # the receive loop has left this link
+        self.peer_closed = threading.Event()  # the peer's close frame (or the end) arrived
+        self.established_at = time.monotonic()
+        # Rotation (make-before-break): a new link is a candidate until it is
+        # promoted; the old one is retired, so its loss is not a disconnect.
+        self.candidate = False
+        self.retired = False
+        # The socket timeout is the write bound; the receive loop treats a
+        # read timeout as "nothing yet" and reads again.
+        self.sock.settimeout(write_timeout)
+        if result.leftover:
+            protocol.receive_data(result.leftover)
+
+    @property
+    def bytes_received(self) -> int:
+        """Wire bytes of the frames read so far."""
+        return self.protocol.bytes_received
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark the link lost with ``exc`` (unless it already has a cause) and abort it."""
+        if self.lost_exc is None:
+            self.lost_exc = exc
+        self.abort()
+
+    def send(self, opcode: int, payload: bytes) -> int:
+        """Write one frame, waiting at most ``write_timeout``; returns its size on the wire.
+
+        Raises:
+            NotConnectedError: the link is lost, closing, or the write timed
+                out (then the link is failed with :class:`WriteTimeout`: a
+                partial frame may be on the wire, so it cannot be used again).
+        """
+        frame = self.protocol.send(opcode, payload)
+        timeout = self.write_timeout
+        if not self._send_lock.acquire(timeout=-1 if timeout is None else timeout):
+            # Another writer is stuck on a peer that stopped reading.
+            self.fail(WriteTimeout(timeout))
+            raise NotConnectedError(f"write timed out after {timeout}s: the peer stopped reading")
+        try:
+            if self.close_sent:
+                # RFC 6455 5.5.1: nothing may follow our close frame.
+                raise NotConnectedError("the connection is closing")
+            try:
+                self.sock.sendall(frame)
+            except TimeoutError as exc:
+                self.fail(WriteTimeout(timeout))
+                raise NotConnectedError(f"write timed out after {timeout}s: the peer stopped reading") from exc
+            except OSError as exc:
+                raise NotConnectedError(f"connection lost while sending: {exc}") from exc
+            self.bytes_sent += len(frame)
+            return len(frame)
+        finally:
+            self._send_lock.release()
+
+    def try_send(self, opcode: int, payload: bytes) -> bool:
+        """Write one small frame only if that cannot block; True if it went out.
+
+        For the timer thread (heartbeats) and the receive thread (pongs):
+        neither may wait on a peer that stopped reading, or on a writer that
+        is stuck on one.
+        """
+        if not self._send_lock.acquire(blocking=False):
+            return False
+        try:
+            if self.close_sent or not self._poll.poll(0):
+                return False
+            frame = self.protocol.send(opcode, payload)
+            self.sock.sendall(frame)
+            self.bytes_sent += len(frame)
+            return True
+        except OSError:
+            return False
+        finally:
+            self._send_lock.release()
+
+    def send_close(self, code: int, reason: str, timeout: float) -> bool:
+        """Send our close frame once, within ``timeout``; False if it could not go out."""
+        if self.close_sent:
+            return True
+        frame = self.protocol.send_close(code, reason)
+        if not self._send_lock.acquire(timeout=max(0.0, timeout)):
+            return False
+        try:
+            if self.close_sent:
+                return True
+            self.sock.settimeout(max(0.001, timeout))
+            self.sock.sendall(frame)
+            self.bytes_sent += len(frame)
+            self.close_sent = True
+            return True
+        except OSError:
+            return False
+        finally:
+            self._send_lock.release()
+
+    def drain_until_eof(self, timeout: float) -> None:
+        """After the closing handshake: give the server ``timeout`` in all to close TCP first.
+
+        Whatever arrives meanwhile is discarded; a peer that keeps sending
+        cannot stretch the wait.
+        """
+        deadline = time.monotonic() + timeout
+        sock = self.sock
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                sock.settimeout(remaining)
+                if not sock.recv(65536):
+                    return
+        except OSError:
+            pass
+
+    def abort(self) -> None:
+        """Shut the socket down (waking any blocked reader or writer) and close it."""
+        sock = self.sock
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# One logical connection
+# ---------------------------------------------------------------------------
+
+_live_drivers: weakref.WeakSet[Driver] = weakref.WeakSet()
+
+
+class Driver:
+    """Runs one client's connection: attempts, receive thread, timers, close.
+
+    The host (the public ``Client``) supplies delivery and events: it owns
+    the inbox, the callbacks and the connect sequence; the driver calls its
+    underscore methods named in the module docstring.
+    """
+
+    def __init__(self, host: Client, session: Session) -> None:
+        self.host = host
+        self.session = session
+        self.config = config = host.config
+        self.name = host.name
+        self._debug = config.debug
+        self._meta = host._meta
+
+        self._state_lock = threading.Lock()
+        self.state = ConnectionState.DISCONNECTED
+        self.link: Link | None = None
+        self.closing = False
+        self.final = False  # closed for good: close(), a fatal error or giving up
+        self.ever_connected = False
+        self.stopping = threading.Event()  # set by close(): interrupts backoff waits
+        self.done = threading.Event()  # set when the client is closed for good
+        self.final_code: int | None = None
+        self.final_reason = ""
+        self._thread: threading.Thread | None = None  # zen-ws-recv-<name> of the current link
+        self._receivers: set[threading.Thread] = set()  # every receive thread alive (two during a rotation)
+        self._connect_thread: threading.Thread | None = None  # zen-ws-connect-<name>
+        self._rotate_thread: threading.Thread | None = None  # zen-ws-rotate-<name> (max_connection_age)
+        self._rotate_lock = threading.Lock()  # one rotation at a time
+        # During a rotation the connect sequence runs in the rotating thread and
+        # must send on the new link: a per-thread override of ``link``.
+        self._local = threading.local()
+        self._rotating_link: Link | None = None  # the candidate, for close() to abort
+        self._handshake_sock: socket.socket | None = None  # the handshake in progress, for close() to abort
+        self._scheduler: Scheduler | None = None
+        self._timer: Timer | None = None
+        self._timer_lock = threading.Lock()  # guards _timer
+
+        self._count_lock = threading.Lock()
+        self.messages_received = 0  # receive thread only
+        self.messages_sent = 0
+        self.bytes_received_closed = 0  # bytes of links already gone
+        self.bytes_sent_closed = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.connected_since: float | None = None  # time.time()
+        self.downtime = 0.0
+        self.lost_at: float | None = None
+        self.last_error: BaseException | None = None
+        self.callback_errors = 0
+        self.pongs_skipped = 0
+        self.recorder: Any = None  # opened by connect(), closed by _finish()
+
+    # -- connecting ---------------------------------------------------------
+
+    def connect(self) -> None:
+        """The first connect, in the caller's thread: the retry loop, then the connect sequence."""
+        with self._state_lock:
+            if self.final or self.closing:
+                raise UsageError("this client was closed; create a new one")
+            if self.state is not ConnectionState.DISCONNECTED or self.ever_connected:
+                raise UsageError("connect() was already called on this client")
+            self.state = ConnectionState.CONNECTING
+        if self.config.record_to:
+            from .recorder import Recorder
+
+            try:
+                self.recorder = Recorder(self.config.record_to, self.name)
+            except BaseException:
+                self._end_attempts()
+                raise
+        _live_drivers.add(self)
+        session = self.session
+        session.begin_connect()
+        while True:
+            try:
+                link = self._open()
+                break
+            except Exception as exc:
+                self.last_error = exc
+                decision = session.attempt_failed(exc)
+                if self.stopping.is_set():
+                    decision = Stop("closed", False, exc)
+                if isinstance(decision, Stop):
+                    self._end_attempts()
+                    raise _connect_error(exc, session.attempts, self.stopping.is_set()) from (
+                        exc.__cause__ if isinstance(exc, ConnectError) else exc
+                    )
+                logger.info(
+                    "%s: connect attempt %d failed (%s); retrying in %.3fs",
+                    self.name,
+                    session.attempts,
+                    _short(exc),
+                    decision.delay,
+                )
+                self.stopping.wait(decision.delay)
+        self._install(link, reconnect=False)
+        self._thread = self._start_receiver(link)
+        self.host._after_connect(reconnect=False)
+
+    def _end_attempts(self) -> None:
+        with self._state_lock:
+            self.state = ConnectionState.DISCONNECTED
+            self.final = True
+        self.done.set()
+        _live_drivers.discard(self)
+        if self.recorder is not None:
+            self.recorder.close()
+
+    def _open(self, timeout: float | None = None) -> Link:
+        """One handshake, bounded by ``timeout`` as a whole; close() can abort it."""
+        if self.stopping.is_set():
+            raise ConnectError("client is closing", reason="closed")
+        config = self.config
+        url = self.host._resolve_url()
+        from . import deflate  # TODO(lead): hoist to the module imports (only _open was mine to edit)
+
+        offers = [deflate.offer()] if config.compression == "deflate" else []
+        try:
+            result = handshake.open_connection(
+                url,
+                timeout=config.timeout if timeout is None else timeout,
+                headers=config.headers,
+                subprotocols=config.subprotocols,
+                ssl_context=config.ssl_context,
+                proxy=config.proxy,
+                on_socket=self._remember_socket,
+                extensions=offers,
+            )
+        finally:
+            self._handshake_sock = None
+        try:
+            extension = deflate.accept(result.extensions) if offers else None
+        except ConnectError:
+            result.sock.close()  # an answer we cannot honour: fatal, and the socket is ours to close
+            raise
+        protocol = Protocol(max_message_size=config.max_message_size, extensions=[extension] if extension else [])
+        return Link(result, protocol, config.write_timeout)
+
+    def _remember_socket(self, sock: socket.socket) -> None:
+        self._handshake_sock = sock
+        if self.stopping.is_set():  # close() came first: abort at once
+            _shutdown(sock)
+
+    def _install(self, link: Link, *, reconnect: bool) -> None:
+        """The link is up: state ``connected``, timers on, telemetry."""
+        with self._state_lock:
+            if self.closing:
+                link.abort()
+                raise ConnectError("client is closing", reason="closed")
+            self.link = link
+            self.state = ConnectionState.CONNECTED
+            self.ever_connected = True
+        now = time.monotonic()
+        self.session.connected(now)
+        self.connected_since = time.time()
+        if self.lost_at is not None:
+            self.downtime += now - self.lost_at
+            self.lost_at = None
+        if self._scheduler is None:
+            self._scheduler = shared()
+            self._scheduler.acquire()
+        self.reschedule()
+        logger.info("%s: connected to %s", self.name, self._meta["url"])
+        self.host._emit_telemetry(telemetry.CONNECT, {"reconnect": reconnect})
+
+    # -- the receive thread -------------------------------------------------
+
+    def _start_receiver(self, link: Link) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._run,
+            args=(link,),
+            name=f"zen-ws-recv-{self.name}",
+            # Daemon so that a forgotten client never blocks interpreter exit;
+            # the atexit hook closes it politely first.
+            daemon=True,
+        )
+        self._receivers.add(thread)
+        thread.start()
+        return thread
+
+    def _run(self, link: Link | None) -> None:
+        """The receive thread: read until lost, then reconnect as the session says."""
+        try:
+            while link is not None:
+                exc = self._receive(link)
+                if self.stopping.is_set() or link.retired or link.candidate:
+                    return  # closing, or rotated away, or a rotation that failed
+                self._lost(link, exc)
+                link = self._reconnect(self.session.connection_lost(exc))
+        except BaseException as exc:  # a bug here must not leave the client hanging
+            logger.exception("%s: receive thread failed", self.name)
+            self.host._report_error(exc)
+            self._finish(None, "internal_error")
+        finally:
+            self._receivers.discard(threading.current_thread())
+
+    def _receive(self, link: Link) -> BaseException:
+        """Read frames until the link ends; returns why it ended."""
+        host = self.host
+        session = self.session
+        proto = link.protocol
+        recv = link.sock.recv
+        monotonic = time.monotonic
+        next_event = proto.next_event
+        inbox = host._inbox
+        put_now = inbox.put_nowait  # the unbounded inbox: straight into the queue
+        correlator = session.correlator
+        in_flight = correlator._pending  # read without its lock: empty means no request in flight
+        filters = session.filters_text
+        record = self.recorder.record if self.recorder is not None else None
+        debug = self._debug
+        exc: BaseException | None = None
+        try:
+            while True:
+                event = next_event()
+                if event is None:
+                    try:
+                        data = recv(READ_CHUNK)
+                    except TimeoutError:
+                        continue  # the socket timeout bounds writes; reading just goes on
+                    if data:
+                        proto.receive_data(data)
+                    else:
+                        proto.receive_eof()
+                    continue
+                opcode, payload = event
+                session.heartbeat.last_frame_at = monotonic()
+                if opcode in (OP_TEXT, OP_BINARY):
+                    self.messages_received += 1
+                    if record is not None:
+                        record("in", payload)
+                    if debug:
+                        self._log_frame("<", payload)
+                    handlers = telemetry.handlers_for(telemetry.MESSAGE_RECEIVED)
+                    if handlers:
+                        telemetry.dispatch(handlers, telemetry.MESSAGE_RECEIVED, {"size": len(payload)}, self._meta)
+                    if opcode == OP_TEXT and (filters or (in_flight and ('"id"' in payload or "\\u" in payload))):
+                        action = session.text_received(payload, monotonic())
+                        if action is not None and not self._library_message(action, link):
+                            continue
+                    callbacks = host._callbacks.get("message")
+                    if callbacks:
+                        for fn in callbacks:
+                            try:
+                                fn(host, payload)
+                            except BaseException as cb_exc:  # SystemExit too: a callback never ends the thread
+                                host._callback_failed("message", fn, cb_exc)
+                    elif put_now is not None:
+                        put_now(payload)
+                    else:
+                        dropped = inbox.put(payload, self.stopping)
+                        if dropped is not CLOSED:
+                            self.dropped += 1
+                            host._emit_telemetry(
+                                telemetry.QUEUE_OVERFLOW,
+                                {"dropped": 1, "total": self.dropped},
+                                policy=self.config.overflow,
+                            )
+                elif opcode == OP_PING:
+                    self._pong(link, payload)
+                elif opcode == OP_PONG:
+                    self._heartbeat_reply()
+                elif opcode == OP_CLOSE:
+                    code, reason = payload
+                    link.close_code, link.close_reason = code, reason
+                    if record is not None:
+                        record("close", {"code": code, "reason": reason})
+                    if not link.close_sent:
+                        # Echo the peer's code (websocket-client would send 1000).
+                        link.send_close(code, "", self.config.close_timeout)
+                    link.peer_closed.set()
+                    link.drain_until_eof(self.config.close_timeout)  # the server closes TCP first
+                    exc = ConnectionClosed(code, reason)
+                    break
+        except (ProtocolError, MessageTooLarge) as protocol_exc:
+            exc = protocol_exc
+            logger.error("%s: %s; closing with %d", self.name, protocol_exc, protocol_exc.close_code)
+            if link.send_close(protocol_exc.close_code, "", self.config.close_timeout):
+                link.drain_until_eof(self.config.close_timeout)
+        except ConnectionClosed as closed_exc:
+            exc = closed_exc
+        except OSError as os_exc:
+            exc = ConnectionClosed(None, f"socket error: {os_exc}")
+            exc.__cause__ = os_exc
+        except Exception as other:  # a bug, or MemoryError: report it, never die silently
+            logger.exception("%s: receive loop failed", self.name)
+            exc = other
+            host._report_error(other)
+        finally:
+            if link.lost_exc is None:
+                link.lost_exc = exc
+            link.peer_closed.set()
+            link.abort()
+            if not (self.stopping.is_set() or link.retired or link.candidate):
+                # Fail in-flight requests at once: a connect callback waiting
+                # on one must not sit out its whole timeout.
+                self.fail_pending(ConnectionLost(link.close_code, loss_reason(link.lost_exc)))
+            link.lost.set()
+        assert link.lost_exc is not None
+        return link.lost_exc
+
+    def _library_message(self, action: Any, link: Link) -> bool:
+        """Carry out what the session decided about a text message; True if the user gets it too."""
+        kind = action.kind
+        if kind == "response":
+            pending = action.pending
+            rtt = pending.rtt
+            if rtt is not None:
+                self.host._latency.add(rtt)
+            if telemetry.handlers_for(telemetry.REQUEST_STOP):
+                self.host._emit_telemetry(
+                    telemetry.REQUEST_STOP, {"duration": rtt}, method=pending.method, id=pending.id
+                )
+            # Last: the woken caller competes with this thread for the GIL,
+            # so the book-keeping above is done before it wakes.
+            pending.complete(action.message)
+            return action.deliver
+        if kind == "heartbeat":
+            self._heartbeat_reply()
+            return False
+        if kind == "test_request":
+            self._heartbeat_reply()
+            try:
+                self.session.test_in_flight = self.host._internal_request_async("public/test", {}, charge=True)
+            except Exception as exc:
+                self.host._report_error(exc)
+            return False
+        if kind == "coalesced":
+            self._heartbeat_reply()
+        return False
+
+    def _pong(self, link: Link, payload: bytes) -> None:
+        """Answer a ping without waiting: skipped when the limiter or the socket has no room.
+
+        RFC 6455 5.5.3 lets an endpoint answer only the most recent of
+        several pings, so a ping flood cannot run the rate limiter into debt
+        or block the receive thread.
+        """
+        limiter = self.config.rate_limiter
+        if limiter is not None and not limiter.consume(None):
+            self.pongs_skipped += 1
+            return
+        if not link.try_send(OP_PONG, payload):
+            self.pongs_skipped += 1
+
+    def _heartbeat_reply(self) -> None:
+        rtt = self.session.heartbeat_reply(time.monotonic())
+        handlers = telemetry.handlers_for(telemetry.HEARTBEAT_REPLY)
+        if handlers:
+            telemetry.dispatch(
+                handlers, telemetry.HEARTBEAT_REPLY, {"rtt": rtt}, dict(self._meta, type=self.session.heartbeat_type)
+            )
+
+    def _log_frame(self, direction: str, data: Any) -> None:
+        if isinstance(data, str):
+            logger.debug("%s %s text %d chars: %s", self.name, direction, len(data), redact_text(data, LOG_FRAME_CHARS))
+        else:
+            logger.debug("%s %s binary %d bytes", self.name, direction, len(data))
+
+    # -- losing and reconnecting ------------------------------------------
+
+    def _lost(self, link: Link, exc: BaseException) -> None:
+        """Book-keeping after a link is gone, before any reconnect."""
+        self._retire(link)
+        with self._state_lock:
+            if not self.closing:
+                self.state = ConnectionState.CONNECTING
+        self.session.disconnected()
+        self._cancel_timer()
+        self.lost_at = time.monotonic()
+        self.last_error = exc
+        reason = loss_reason(exc)
+        logger.warning("%s: disconnected (%s)", self.name, reason)
+        self.host._emit_telemetry(telemetry.DISCONNECT, {}, reason=reason, code=link.close_code)
+        self.host._emit("disconnect", reason)
+
+    def _retire(self, link: Link) -> None:
+        """Forget a finished link, keeping its byte counts (once)."""
+        with self._state_lock:
+            if self.link is not link:
+                return
+            self.link = None
+            self.bytes_received_closed += link.bytes_received
+            self.bytes_sent_closed += link.bytes_sent
+
+    def _reconnect(self, decision: Retry | Stop) -> Link | None:
+        """The session's retry loop after a loss; the new link, or None when the client ended."""
+        downtime_before = self.downtime
+        session = self.session
+        while True:
+            if self.stopping.is_set():
+                return None
+            if isinstance(decision, Stop):
+                self._stop(decision)
+                return None
+            self.host._emit_telemetry(
+                telemetry.RECONNECT_ATTEMPT, {"attempt": decision.attempt, "delay": decision.delay}
+            )
+            if self.stopping.wait(decision.delay):
+                return None
+            try:
+                link = self._open()
+                self._install(link, reconnect=True)
+            except Exception as exc:
+                self.last_error = exc
+                if self.stopping.is_set():
+                    return None
+                logger.info("%s: reconnect attempt %d failed: %s", self.name, decision.attempt, _short(exc))
+                decision = session.attempt_failed(exc)
+                continue
+            self.reconnects += 1
+            attempt = decision.attempt
+            self._start_connect_sequence(attempt, downtime_before)
+            return link
+
+    def _stop(self, decision: Stop) -> None:
+        if decision.reason == "retries_exhausted":
+            logger.error("%s: giving up after %d attempts", self.name, self.session.attempts)
+            self.host._emit_telemetry(telemetry.RECONNECT_GIVE_UP, {"attempts": self.session.attempts})
+            self._finish(None, "retries_exhausted")
+            return
+        exc = decision.exc
+        if decision.fatal and exc is not None:
+            self.host._report_error(exc)
+        code = getattr(exc, "close_code", None)
+        if not isinstance(code, int):
+            code = getattr(exc, "code", None)
+        self._finish(code if isinstance(code, int) else None, decision.reason)
+
+    def _start_connect_sequence(self, attempt: int, downtime_before: float) -> None:
+        previous = self._connect_thread
+        if previous is not None and previous.is_alive():
+            # Its requests failed with ConnectionLost when the link dropped.
+            previous.join(self.config.close_timeout)
+        thread = threading.Thread(
+            target=self._connect_sequence,
+            args=(attempt, downtime_before),
+            name=f"zen-ws-connect-{self.name}",
+            # Daemon for the same reason as the receive thread; close() joins it.
+            daemon=True,
+        )
+        self._connect_thread = thread
+        thread.start()
+
+    def _connect_sequence(self, attempt: int, downtime_before: float) -> None:
+        try:
+            self.host._after_connect(reconnect=True)
+            if self.stopping.is_set():
+                return
+            self.host._emit_telemetry(
+                telemetry.RECONNECT_SUCCESS, {"attempts": attempt, "downtime": self.downtime - downtime_before}
+            )
+            self.host._emit("reconnect", attempt)
+        except BaseException as exc:
+            logger.exception("%s: connect sequence failed", self.name)
+            self.host._report_error(exc)
+
+    # -- rotation (make-before-break) ----------------------------------------
+
+    def rotate(self, timeout: float | None = None) -> None:
+        """Replace the connection make-before-break (see ``Client.rotate``)."""
+        with self._rotate_lock:
+            old = self.require_link()
+            new = self._open(timeout)
+            new.candidate = True
+            self._rotating_link = new
+            thread = self._start_receiver(new)
+            self._local.link = new
+            try:
+                self.host._after_connect(reconnect=True, rotation=True)
+            finally:
+                self._local.link = None
+                self._rotating_link = None
+            with self._state_lock:
+                promote = not self.closing and self.link is old and not new.lost.is_set()
+                if promote:
+                    old.retired = True
+                    new.candidate = False
+                    self.link = new
+                    self._thread = thread
+                    self.bytes_received_closed += old.bytes_received
+                    self.bytes_sent_closed += old.bytes_sent
+            if not promote:
+                new.send_close(1000, "", self.config.close_timeout)
+                new.abort()
+                thread.join(self.config.close_timeout)
+                if self.closing:
+                    raise ConnectError("rotation aborted: the client was closed", reason="closed")
+                if new.lost.is_set():
+                    raise ConnectError(
+                        f"rotation failed: the new connection was lost ({loss_reason(new.lost_exc)})",
+                        reason="error",
+                    )
+                raise ConnectError("rotation failed: the old connection was lost meanwhile", reason="error")
+            now = time.monotonic()
+            self.session.connected(now)
+            self.connected_since = time.time()
+            self.reschedule()
+            logger.info("%s: rotated to a new connection to %s", self.name, self._meta["url"])
+            self.host._emit_telemetry(telemetry.ROTATE, {"age": now - old.established_at})
+            # Then the old one goes, politely; its receive thread reads until the
+            # server's close and ends without a disconnect (it is retired).
+            if old.send_close(1000, "", self.config.close_timeout):
+                old.lost.wait(self.config.close_timeout)
+            old.abort()
+
+    def _rotate_in_background(self) -> None:
+        """On the timer thread, at ``max_connection_age``: rotate in a thread of its own."""
+        previous = self._rotate_thread
+        if previous is not None and previous.is_alive():
+            return
+        thread = threading.Thread(
+            target=self._rotate_for_age,
+            name=f"zen-ws-rotate-{self.name}",
+            # Daemon like the others; close() joins it.
+            daemon=True,
+        )
+        self._rotate_thread = thread
+        thread.start()
+
+    def _rotate_for_age(self) -> None:
+        try:
+            self.rotate()
+        except Exception as exc:
+            if self.stopping.is_set():
+                return
+            logger.warning("%s: rotation at max_connection_age failed; keeping the connection: %s", self.name, exc)
+            self.session.rotation_failed(time.monotonic())
+            self.reschedule()
+            self.host._report_error(exc)
+
+    # -- timers (the shared timer thread) -----------------------------------
+
+    def reschedule(self) -> None:
+        """Arm the timer for the session's next deadline (earlier than the armed one, or none armed)."""
+        scheduler = self._scheduler
+        if scheduler is None or self.final:
+            return
+        when = self.session.next_wakeup()
+        with self._timer_lock:
+            timer = self._timer
+            if timer is not None and not timer.cancelled:
+                if when is not None and timer.when <= when:
+                    return  # the armed timer comes first; it re-arms after it runs
+                timer.cancel()
+            self._timer = None if when is None else scheduler.call_at(when, self._tick)
+
+    def _cancel_timer(self) -> None:
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _tick(self) -> None:
+        """On the timer thread: heartbeats, dead-peer verdicts, request deadlines. Never blocks."""
+        with self._timer_lock:
+            self._timer = None
+        link = self.link
+        if link is None or self.stopping.is_set():
+            # No connection: only request deadlines can be due.
+            for pending in self.session.correlator.expire(time.monotonic()):
+                self.host._emit_telemetry(telemetry.REQUEST_TIMEOUT, {}, method=pending.method, id=pending.id)
+            return
+        now = time.monotonic()
+        actions, expired = self.session.tick(now)
+        for action in actions:
+            if isinstance(action, SendHeartbeat):
+                self._send_heartbeat(link, action, now)
+            elif isinstance(action, Rotate):
+                self._rotate_in_background()
+            elif isinstance(action, Dead):
+                if isinstance(action.exc, HeartbeatTimeout):
+                    self.host._emit_telemetry(
+                        telemetry.HEARTBEAT_FAILURE, {"failures": self.session.heartbeat.failures}
+                    )
+                logger.warning("%s: connection is dead: %s", self.name, action.exc)
+                link.fail(action.exc)  # wakes the receive thread and any stuck writer
+                return
+        for pending in expired:
+            self.host._emit_telemetry(telemetry.REQUEST_TIMEOUT, {}, method=pending.method, id=pending.id)
+        self.reschedule()
+
+    def _send_heartbeat(self, link: Link, action: SendHeartbeat, now: float) -> None:
+        # Counted as sent even when the frame could not go out at once: a peer
+        # that stopped reading then misses its reply and is declared dead.
+        self.session.heartbeat_sent(now)
+        limiter = self.config.rate_limiter
+        if limiter is not None and not limiter.consume(action.message):
+            return
+        if action.kind == "ping":
+            sent = link.try_send(OP_PING, b"zw")
+        else:
+            from .client import encode
+
+            opcode, payload = encode(action.message)
+            sent = link.try_send(opcode, payload)
+            if sent:
+                self.count_sent(action.message, payload, "out")
+        if sent:
+            self.host._emit_telemetry(telemetry.HEARTBEAT_SENT, {}, type=action.kind)
+
+    # -- sending (any thread) -------------------------------------------------
+
+    def require_link(self) -> Link:
+        """The live link (the new one, in a rotation's connect sequence), or :class:`NotConnectedError`."""
+        override = getattr(self._local, "link", None)
+        if override is not None:
+            if override.lost.is_set():
+                raise NotConnectedError("the new connection was lost during the rotation")
+            return override
+        link = self.link
+        if link is None or self.state is not ConnectionState.CONNECTED:
+            if self.final:
+                raise NotConnectedError("the client is closed")
+            raise NotConnectedError(f"not connected (state {self.state.value})")
+        return link
+
+    def write(self, opcode: int, payload: bytes, shown: Any) -> None:
+        """The last layer of every send: record, log, write (bounded), count, telemetry.
+
+        ``shown`` is what the recording and the debug log show (the message
+        as the user gave it, or its text).
+        """
+        link = self.require_link()
+        if self.recorder is not None or self._debug:
+            # Before the write: an echo must never be recorded ahead of its cause.
+            text = shown if isinstance(shown, (str, bytes)) else payload.decode("utf-8")
+            if self.recorder is not None:
+                self.recorder.record("out", text)
+            if self._debug:
+                self._log_frame(">", text)
+        # Counted and reported as the frame is handed over, before the write:
+        # the echo of a fast server must never be seen ahead of its cause.
+        with self._count_lock:
+            self.messages_sent += 1
+        handlers = telemetry.handlers_for(telemetry.MESSAGE_SENT)
+        if handlers:
+            telemetry.dispatch(handlers, telemetry.MESSAGE_SENT, {"size": len(payload)}, self._meta)
+        try:
+            link.send(opcode, payload)
+        except BaseException:
+            with self._count_lock:
+                self.messages_sent -= 1
+            raise
+
+    def count_sent(self, shown: Any, payload: bytes, direction: str) -> None:
+        """Record and count a frame that went out through :meth:`Link.try_send`."""
+        if self.recorder is not None:
+            self.recorder.record(direction, shown if isinstance(shown, (str, bytes)) else payload.decode("utf-8"))
+        with self._count_lock:
+            self.messages_sent += 1
+
+    def fail_pending(self, exc: ConnectionLost) -> None:
+        """Fail every request in flight with a copy of ``exc``."""
+        self.session.correlator.fail_all(lambda pending: ConnectionLost(exc.code, exc.reason))
+
+    # -- closing ----------------------------------------------------------------
+
+    def close(self, timeout: float) -> None:
+        """Close for good: close frame, bounded wait, then join every thread (bounded by ``timeout``)."""
+        with self._state_lock:
+            already = self.closing
+            self.closing = True
+            link = self.link
+        me = threading.current_thread()
+        if already:
+            # A second caller waits for the first (unless it is one of our threads).
+            if not me.name.startswith("zen-ws-"):
+                self.done.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        self.stopping.set()
+        self._cancel_timer()
+        sock = self._handshake_sock
+        if sock is not None:  # a handshake in progress: abort it
+            _shutdown(sock)
+        receiver = self._thread
+        if (
+            link is not None
+            and not link.lost.is_set()
+            and link.send_close(1000, "", max(0.0, deadline - time.monotonic()))
+            and receiver is not me  # from a message callback nobody else reads the answer
+        ):
+            link.peer_closed.wait(max(0.0, deadline - time.monotonic()))
+            # Then the server's TCP close, which the receive thread waits for.
+            link.lost.wait(max(0.0, deadline - time.monotonic()))
+        if link is not None:
+            link.abort()
+            self._retire(link)
+        rotating = self._rotating_link
+        if rotating is not None:
+            rotating.abort()
+        # Before joining: a connect callback or a restore may be waiting on a request.
+        self.fail_pending(ConnectionLost(1000, "closed by client"))
+        for thread in (*self._receivers, self._connect_thread, self._rotate_thread):
+            if thread is not None and thread is not me and thread.is_alive():
+                thread.join(max(0.05, deadline - time.monotonic()))
+                if thread.is_alive():
+                    logger.warning("%s: %s did not stop within %.2fs", self.name, thread.name, timeout)
+        self.session.disconnected()
+        self._finish(1000, "closed by client")
+
+    def _finish(self, code: int | None, reason: str) -> None:
+        """Closed for good (gave up, fatal error, or close()): runs once."""
+        with self._state_lock:
+            if self.final:
+                return
+            self.final = True
+            self.state = ConnectionState.DISCONNECTED
+        self.final_code = code
+        self.final_reason = reason
+        self._cancel_timer()
+        if self.lost_at is not None:
+            self.downtime += time.monotonic() - self.lost_at
+            self.lost_at = None
+        self.host._inbox.close()
+        self.done.set()
+        _live_drivers.discard(self)
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.release()
+        self.host._emit_telemetry(telemetry.CLOSE, {}, code=code, reason=reason)
+        self.host._emit("close", code, reason)
+        if self.recorder is not None:
+            self.recorder.close()
+
+    def is_receive_thread(self) -> bool:
+        """True in this client's receive thread (where a blocking request would deadlock)."""
+        return threading.current_thread() in self._receivers
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConnectError) else str(exc)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _connect_error(exc: BaseException, attempts: int, closing: bool) -> BaseException:
+    """The exception the first ``connect()`` raises after its last attempt."""
+    if isinstance(exc, ConfigError):
+        return exc
+    if closing and not (isinstance(exc, ConnectError) and exc.reason == "closed"):
+        error = ConnectError("connect aborted: the client was closed", reason="closed", attempts=attempts)
+        return error
+    if isinstance(exc, ConnectError):
+        exc.attempts = attempts
+        return exc
+    return ConnectError(f"connect failed: {_short(exc)}", reason="error", attempts=attempts)
+
+
+def close_all_at_exit(timeout: float = 0.25) -> None:
+    """Close every open client politely (the atexit hook): daemon threads would die silently."""
+    for driver in list(_live_drivers):
+        try:
+            driver.close(timeout)
+        except Exception:
+            logger.exception("closing %r at exit failed", driver.host)
