@@ -22,12 +22,12 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check zen_websocket tests scripts
-	$(BIN)/ruff format --check zen_websocket tests scripts
+	$(BIN)/ruff check zen_websocket tests scripts examples
+	$(BIN)/ruff format --check zen_websocket tests scripts examples
 
 format: $(STAMP)
-	$(BIN)/ruff format zen_websocket tests scripts
-	$(BIN)/ruff check --fix zen_websocket tests scripts
+	$(BIN)/ruff format zen_websocket tests scripts examples
+	$(BIN)/ruff check --fix zen_websocket tests scripts examples
 
 types: $(STAMP)
 	$(BIN)/mypy zen_websocket

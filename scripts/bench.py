@@ -13,7 +13,13 @@ subprocess (pre-built frames, so the server is never the bottleneck):
 (e) ``client.request()`` round trip vs raw echo;
 (f) JSON-RPC notifications received while a request is in flight (the
     router looks at every message) vs plain ``recv()``;
-(g) ``RateLimiter.consume()`` cost per call.
+(g) ``RateLimiter.consume()`` cost per call;
+(h) a compressed stream: ~1 KB JSON messages from a ``websockets`` server
+    with permessage-deflate, in its own process, to zen_websocket and to
+    ``websockets.sync``, both with compression on (medians of interleaved runs);
+(i) scale: one ``ClientSupervisor`` holding 1,000 children (the server in
+    another process), a ping every second each: connect time, KiB and
+    threads per child, idle CPU, heartbeat lateness p99.
 
 Usage::
 
@@ -29,6 +35,8 @@ import gc
 import json
 import os
 import platform
+import random
+import statistics
 import subprocess
 import sys
 import threading
@@ -362,6 +370,131 @@ def bench_consume(calls: int) -> float:
 
 
 # ---------------------------------------------------------------------------
+# (h) a compressed stream
+#
+# The server is websockets itself (permessage-deflate with its defaults:
+# 12-bit windows, context takeover), in its own process. For "stream N" it
+# compresses the whole burst through its connection's Sans-I/O protocol
+# first and then writes it at once, so the clients' clocks, which start at
+# the first message, time only their own inflating and parsing.
+
+DEFLATE_ROUNDS = 5
+
+
+def _book_side(rng: random.Random, mid: float, side: int) -> list[list[float]]:
+    return [[round(mid + side * (i + rng.random()) * 0.5, 1), round(rng.uniform(0.001, 25), 4)] for i in range(18)]
+
+
+def deflate_messages(n: int) -> list[str]:
+    """``n`` order-book updates of about 1 KB, varied like real ones (so they do not compress to nothing)."""
+    rng = random.Random(7)
+    messages = []
+    mid = 97_000.0
+    for seq in range(n):
+        mid += rng.uniform(-5, 5)
+        data: dict[str, Any] = {
+            "type": "change",
+            "timestamp": 1_700_000_000_000 + seq * 7,
+            "change_id": 80_000_000 + seq,
+        }
+        data |= {"instrument_name": "BTC-PERPETUAL", "bids": _book_side(rng, mid, -1), "asks": _book_side(rng, mid, 1)}
+        body = {"channel": "book.BTC-PERPETUAL.raw", "data": data}
+        messages.append(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": body}))
+    return messages
+
+
+def deflate_server() -> None:
+    """The websockets server of (h); prints its port, serves until killed."""
+    from websockets.sync.server import serve
+
+    bursts: dict[int, list[str]] = {}
+
+    def handler(ws: Any) -> None:
+        for command in ws:
+            if not isinstance(command, str) or not command.startswith("stream "):
+                ws.send(command)
+                continue
+            n = int(command.split()[1])
+            if n not in bursts:
+                bursts.clear()
+                bursts[n] = deflate_messages(n)
+            # protocol_mutex is what websockets holds around its own sends.
+            with ws.protocol_mutex:
+                for message in bursts[n]:
+                    ws.protocol.send_text(message.encode())
+                ws.protocol.send_text(b"done")
+                ws.socket.sendall(b"".join(ws.protocol.data_to_send()))
+
+    with serve(handler, "127.0.0.1", 0, compression="deflate", max_size=None, ping_interval=None) as server:
+        print(server.socket.getsockname()[1], flush=True)
+        server.serve_forever()
+
+
+class ZenDeflateRecv(Receiver):
+    def __init__(self, key: str, label: str, n: int, url: str) -> None:
+        super().__init__(key, label, n)
+        self.client = zen_client(url)
+        # The codec's negotiated extensions (no public accessor): the row means nothing uncompressed.
+        self.extension = self.client._driver.link.protocol.extensions[0]
+
+    def run(self) -> tuple[int, float, float]:
+        self.client.send_message(f"stream {self.n}")
+        return timed_loop(self.client.recv, self.n)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class WebsocketsDeflateRecv(Receiver):
+    def __init__(self, key: str, label: str, n: int, url: str) -> None:
+        super().__init__(key, label, n)
+        self.ws = websockets_connect(url, max_size=None, compression="deflate", proxy=None)
+        assert self.ws.protocol.extensions, "websockets did not negotiate permessage-deflate"
+
+    def run(self) -> tuple[int, float, float]:
+        self.ws.send(f"stream {self.n}")
+        return timed_loop(self.ws.recv, self.n)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def bench_compressed(n: int) -> dict[str, Any]:
+    proc = subprocess.Popen([sys.executable, __file__, "--deflate-server"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = proc.stdout.readline().strip()
+    receivers: list[Receiver] = []
+    try:
+        if not port.isdigit():
+            raise RuntimeError(f"deflate server did not print its port (got {port!r})")
+        url = f"ws://127.0.0.1:{port}"
+        zen = ZenDeflateRecv("zen_deflate", "zen_websocket  recv(), compression on", n, url)
+        receivers.append(zen)
+        receivers.append(WebsocketsDeflateRecv("websockets_deflate", "websockets.sync recv(), compression on", n, url))
+        for round_no in range(DEFLATE_ROUNDS):
+            for r in receivers:
+                started = time.monotonic()
+                r.measure()
+                progress(f"compressed round {round_no + 1}/{DEFLATE_ROUNDS}: {r.key} {time.monotonic() - started:.1f}s")
+        ext = zen.extension
+        raw_size = sum(map(len, deflate_messages(min(n, 2000)))) / min(n, 2000)
+        out: dict[str, Any] = {"n": n, "rounds": DEFLATE_ROUNDS, "message_bytes": raw_size}
+        out["wire_ratio"] = ext.bytes_in_raw / ext.bytes_in_compressed
+        for r in receivers:
+            out[r.key] = {
+                "label": r.label,
+                "rate": statistics.median(r.rates),
+                "cpu_us": statistics.median(r.cpus) / 100_000 * 1e6,
+                "rates": r.rates,
+            }
+        return out
+    finally:
+        for r in receivers:
+            r.close()
+        stop_server(proc)
+
+
+# ---------------------------------------------------------------------------
 # (d) idle connections, each kind in a child process
 
 
@@ -403,6 +536,149 @@ def bench_memory(url: str, count: int) -> dict[str, Any]:
         )
         out[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
+
+
+# ---------------------------------------------------------------------------
+# (i) scale: one ClientSupervisor holding 1,000 children, a ping every second each
+#
+# In a child process (a clean RSS baseline, and its threads die with it),
+# against the same bench server process. Heartbeat timing is read from the
+# client's own telemetry: the heartbeat monitor schedules each ping one
+# interval after the previous one, so the spacing of a child's
+# ``heartbeat.sent`` events minus the interval is how late the shared timer
+# thread ran it.
+
+SCALE_INTERVAL = 1.0  # seconds between one child's pings
+
+
+def scale_child(url: str, children: int, seconds: float) -> None:
+    """Start ``children`` supervised clients pinging every second, idle ``seconds``; print figures as JSON."""
+    import resource
+    from collections import defaultdict
+    from itertools import pairwise
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * children + 256  # a socket and a poll object per client, and some slack
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(hard, wanted), hard)
+        )
+    sent: list[tuple[float, str]] = []
+    rtts: list[float] = []
+    counts = {"failures": 0, "reconnects": 0}
+    telemetry = zw.telemetry
+    telemetry.attach(
+        "bench-scale-sent", telemetry.HEARTBEAT_SENT, lambda e, m, md, c: sent.append((time.monotonic(), md["name"]))
+    )
+    telemetry.attach(
+        "bench-scale-reply",
+        telemetry.HEARTBEAT_REPLY,
+        lambda e, m, md, c: m["rtt"] is not None and rtts.append(m["rtt"]),
+    )
+
+    def count(key: str) -> Callable[..., None]:
+        def handler(*_: Any) -> None:
+            counts[key] += 1
+
+        return handler
+
+    telemetry.attach("bench-scale-failure", telemetry.HEARTBEAT_FAILURE, count("failures"))
+    telemetry.attach("bench-scale-reconnect", telemetry.RECONNECT_ATTEMPT, count("reconnects"))
+    gc.collect()
+    rss0, threads0 = rss_bytes(), threading.active_count()
+    supervisor = zw.ClientSupervisor()
+    try:
+        started = time.perf_counter()
+        for i in range(children):
+            supervisor.start_client(url, id=f"c{i}", heartbeat_config={"type": "ping", "interval": SCALE_INTERVAL})
+        connect_s = time.perf_counter() - started
+        time.sleep(SCALE_INTERVAL + 0.5)  # every child is pinging
+        gc.collect()
+        rss1, threads1 = rss_bytes(), threading.active_count()
+        window_start, cpu0 = time.monotonic(), time.process_time()
+        time.sleep(seconds)
+        window_end, idle_cpu = time.monotonic(), time.process_time() - cpu0
+        connected = sum(c.get_state() == "connected" for c in supervisor.list_clients())
+    finally:
+        stop_started = time.perf_counter()
+        supervisor.stop()
+        stop_s = time.perf_counter() - stop_started
+        for handler_id in ("bench-scale-sent", "bench-scale-reply", "bench-scale-failure", "bench-scale-reconnect"):
+            telemetry.detach(handler_id)
+    by_child: dict[str, list[float]] = defaultdict(list)
+    for at, name in sent:
+        by_child[name].append(at)
+    # Spacings that end inside the idle window.
+    late = sorted(
+        b - a - SCALE_INTERVAL
+        for times in by_child.values()
+        for a, b in pairwise(times)
+        if window_start <= b <= window_end
+    )
+    on_time = sum(
+        all(b - a < 1.5 * SCALE_INTERVAL for a, b in pairwise(t for t in times if t <= window_end))
+        and any(t >= window_end - 1.5 * SCALE_INTERVAL for t in times)
+        for times in by_child.values()
+    )
+    rtts.sort()
+    print(
+        json.dumps(
+            {
+                "children": children,
+                "seconds": seconds,
+                "connect_s": connect_s,
+                "rss_per_child": (rss1 - rss0) / children,
+                "threads_per_child": (threads1 - threads0) / children,
+                "idle_cpu_percent": idle_cpu / (window_end - window_start) * 100,
+                "pings": len(late),
+                "late_p50_ms": percentile(late, 50) * 1000 if late else None,
+                "late_p99_ms": percentile(late, 99) * 1000 if late else None,
+                "late_max_ms": late[-1] * 1000 if late else None,
+                "rtt_p99_ms": percentile(rtts, 99) * 1000 if rtts else None,
+                "children_on_time": on_time,
+                "connected": connected,
+                "heartbeat_failures": counts["failures"],
+                "reconnects": counts["reconnects"],
+                "stop_s": stop_s,
+                "leftover_threads": threading.active_count() - threads0,
+            }
+        )
+    )
+
+
+def bench_scale(url: str, children: int, seconds: float) -> dict[str, Any]:
+    code = "import sys, bench; bench.scale_child(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, url, str(children), str(seconds)],
+        cwd=HERE,  # so that "import bench" finds this file
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report_scale(s: dict[str, Any]) -> None:
+    print(
+        f"(i) Scale: one ClientSupervisor, {s['children']:,} children in this process (server in another), "
+        f"a ping every {SCALE_INTERVAL:g} s each, {s['seconds']:g} s idle"
+    )
+    print(
+        f"  connect {s['children']:,} children: {s['connect_s']:.2f} s ({s['connect_s'] / s['children'] * 1000:.2f} ms each)"
+    )
+    print(f"  memory {s['rss_per_child'] / 1024:.1f} KiB and {s['threads_per_child']:.3f} threads per child")
+    print(f"  idle CPU {s['idle_cpu_percent']:.1f}% of one core ({s['pings']:,} pings timed)")
+    print(
+        f"  ping lateness (spacing - {SCALE_INTERVAL:g} s): p50 {s['late_p50_ms']:.1f} ms, p99 {s['late_p99_ms']:.1f} ms, "
+        f"max {s['late_max_ms']:.1f} ms; pong round trip p99 {s['rtt_p99_ms']:.1f} ms"
+    )
+    print(
+        f"  children with every heartbeat on time: {s['children_on_time']:,}/{s['children']:,}; connected at the end: "
+        f"{s['connected']:,}; heartbeat failures {s['heartbeat_failures']}, reconnects {s['reconnects']}"
+    )
+    print(f"  stop() of all children: {s['stop_s']:.2f} s; threads left: {s['leftover_threads']}")
+    print()
 
 
 # ---------------------------------------------------------------------------
@@ -475,6 +751,25 @@ def report(r: dict[str, Any], quick: bool) -> list[tuple[str, bool]]:
     )
     print()
 
+    c = r["compressed"]
+    zd, wd = c["zen_deflate"], c["websockets_deflate"]
+    print(
+        f"(h) Compressed stream: {c['n']:,} JSON messages of ~{c['message_bytes']:,.0f} bytes from a websockets server "
+        f"(permessage-deflate,\n    its defaults), own process; median of {c['rounds']} interleaved runs; "
+        f"{c['wire_ratio']:.1f}x smaller on the wire"
+    )
+    print(f"  {'':<58}{'msg/s':>12}{'CPU µs/msg':>12}")
+    for x in (zd, wd):
+        print(f"  {x['label']:<58}{x['rate']:>12,.0f}{x['cpu_us']:>12.1f}")
+    print(
+        f"  ratios zen/websockets: msg/s {zd['rate'] / wd['rate']:.2f}x, "
+        f"CPU per message {zd['cpu_us'] / wd['cpu_us']:.2f}x"
+    )
+    print()
+
+    sc = r["scale"]
+    report_scale(sc)
+
     targets = [
         (f"recv() >= 1.5x raw websocket-client, default        ({zr / rd:.2f}x)", zr >= 1.5 * rd),
         (f"recv() >= 1.5x raw websocket-client, skip-utf8      ({zr / rs:.2f}x)", zr >= 1.5 * rs),
@@ -488,6 +783,11 @@ def report(r: dict[str, Any], quick: bool) -> list[tuple[str, bool]]:
             routed.rate >= 0.9 * plain.rate,
         ),
         (f"RateLimiter.consume() < 2 µs                        ({r['consume_us']:.3f} µs)", r["consume_us"] < 2.0),
+        (
+            f"{sc['children']:,} children: every heartbeat on time ({sc['children_on_time']:,}/{sc['children']:,}), "
+            f"ping lateness p99 < 100 ms ({sc['late_p99_ms']:.1f} ms)",
+            sc["children_on_time"] == sc["children"] and sc["heartbeat_failures"] == 0 and sc["late_p99_ms"] < 100,
+        ),
     ]
     print("Targets" + ("  (--quick: small samples, indicative only)" if quick else ""))
     for text, ok in targets:
@@ -515,6 +815,12 @@ def run(url: str, quick: bool) -> dict[str, Any]:
     results["memory"] = bench_memory(url, conns)
     progress(f"idle connections {time.monotonic() - started:.1f}s")
     results["consume_us"] = bench_consume(consume_calls)
+    started = time.monotonic()
+    results["compressed"] = bench_compressed(20_000 // scale)
+    progress(f"compressed stream {time.monotonic() - started:.1f}s")
+    started = time.monotonic()
+    results["scale"] = bench_scale(url, 1000 // scale, 10.0 if not quick else 3.0)
+    progress(f"scale {time.monotonic() - started:.1f}s")
     return results
 
 
@@ -523,7 +829,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="10x fewer messages (smoke test)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--memory-child", nargs=3, metavar=("KIND", "URL", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--deflate-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.deflate_server:
+        deflate_server()
+        return 0
     if args.memory_child:
         kind, url, count = args.memory_child
         memory_child(kind, url, int(count))

@@ -549,8 +549,8 @@ def test_concurrent_track_and_resolve_completes_every_future_with_its_own_result
 
 def test_latency_percentiles_use_nearest_rank():
     window = LatencyWindow()
-    for ms in range(1, 101):
-        window.add(ms / 1000)
+    for n in range(1, 101):
+        window.add(n / 1000)
     assert window.percentile(50) == pytest.approx(0.050)
     assert window.percentile(99) == pytest.approx(0.099)
     assert window.percentile(100) == pytest.approx(0.100)

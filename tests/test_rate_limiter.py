@@ -679,6 +679,19 @@ def test_deribit_subscription_requests_are_recognised():
         ({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1}, 1),
         ({"method": "UNSUBSCRIBE", "params": ["btcusdt@trade"], "id": 2}, 1),
         ({"method": "some.future.method"}, 1),
+        ({"method": "myFilters", "params": {"symbol": "BTCUSDT"}}, 40),
+        ({"method": "allOrderLists"}, 20),
+        ({"method": "ticker", "params": {"symbol": "BTCUSDT", "windowSize": "7d"}}, 4),
+        ({"method": "ticker", "params": {"symbols": ["A"] * 50}}, 200),
+        ({"method": "ticker", "params": {"symbols": ["A", "B", "C"]}}, 12),
+        ({"method": "ticker", "params": {"symbols": ["A"] * 51}}, 200),
+        ({"method": "order.test", "params": {"symbol": "BTCUSDT"}}, 1),
+        ({"method": "order.test", "params": {"symbol": "BTCUSDT", "computeCommissionRates": True}}, 20),
+        ({"method": "executionRules", "params": {"symbol": "BTCUSDT"}}, 2),
+        ({"method": "executionRules", "params": {"symbols": ["A"] * 5}}, 10),
+        ({"method": "executionRules", "params": {"symbols": ["A"] * 30}}, 40),
+        ({"method": "executionRules", "params": {"symbolStatus": "TRADING"}}, 40),
+        ({"method": "executionRules"}, 40),
         ('{"id": 1, "method": "exchangeInfo"}', 20),
         (b'{"id": 1, "method": "depth", "params": {"limit": 1000}}', 50),
     ],
@@ -705,14 +718,30 @@ def test_deribit_preset_limits_orders_in_their_own_bucket():
     limiter = deribit_preset(clock=clock)
     drain(limiter, {"method": "public/get_time"})  # credits exhausted
     order = {"jsonrpc": "2.0", "id": 2, "method": "private/buy", "params": {}}
-    assert drain(limiter, order) == 50  # default matching burst
+    assert drain(limiter, order) == 2  # default: the lowest published tier, burst 2
     clock.advance(1.0)
-    assert drain(limiter, order) == 20  # default matching rate
+    assert drain(limiter, order) == 2  # 2 per second
 
 
 def test_deribit_preset_takes_the_account_tier():
     limiter = deribit_preset(matching_rate=30, matching_burst=100, clock=FakeClock())
     assert drain(limiter, {"method": "private/sell"}) == 100
+
+
+@pytest.mark.parametrize(("tier", "burst", "rate"), [(1, 100, 30), (2, 50, 20)])
+def test_deribit_preset_tier_gives_the_published_matching_limits(tier, burst, rate):
+    """PROTOCOLS.md: Tier 1 30/s burst 100, Tier 2 20/s burst 50."""
+    clock = FakeClock()
+    limiter = deribit_preset(tier=tier, clock=clock)
+    order = {"method": "private/buy"}
+    assert drain(limiter, order) == burst
+    clock.advance(1.0)
+    assert drain(limiter, order) == rate
+
+
+def test_deribit_preset_refuses_a_tier_without_published_numbers():
+    with pytest.raises(ConfigError, match="tier"):
+        deribit_preset(tier=3)
 
 
 def test_deribit_preset_limits_subscribes_and_charges_them_credits():
@@ -725,21 +754,42 @@ def test_deribit_preset_limits_subscribes_and_charges_them_credits():
     assert limiter.consume(subscribe)
 
 
-def test_binance_stream_preset_allows_five_messages_per_second():
+def test_binance_stream_preset_admits_at_most_five_messages_in_any_second():
+    """Burst plus refill within one second stays at 5 (burst 5 at 5/s admitted 9)."""
     clock = FakeClock()
     limiter = binance_stream_preset(clock=clock)
-    assert drain(limiter) == 5
-    clock.advance(0.2)
-    assert drain(limiter) == 1
+    sent: list[float] = []
+    for _ in range(300):  # 3 s in 10 ms steps, sending whenever allowed
+        while limiter.consume():
+            sent.append(clock.now)
+        clock.advance(0.01)
+    assert max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent) <= 5
+    assert len(sent) >= 12  # and it does not starve: about 4 per second
 
 
 def test_binance_api_preset_meters_request_weight_per_minute():
-    clock = FakeClock()
+    clock = FakeClock(start=960.0)  # a whole minute: Binance's windows start on the minute
     limiter = binance_api_preset(clock=clock)
     assert limiter.capacity == 6000 and limiter.interval == 60.0
     heavy = {"method": "depth", "params": {"symbol": "BTCUSDT", "limit": 5000}}
     assert drain(limiter, heavy) == 24  # 24 * 250 = 6000
-    assert limiter.retry_after(heavy) == pytest.approx(2.5)  # 250 weight at 100/s
+    clock.advance(30.0)
+    assert limiter.retry_after(heavy) == pytest.approx(30.0)  # nothing comes back until the next window
+
+
+def test_binance_api_preset_admits_at_most_6000_weight_per_fixed_minute():
+    """A token bucket admitted the burst plus a minute of refill (12,000) in the first minute."""
+    clock = FakeClock(start=960.0)
+    limiter = binance_api_preset(clock=clock)
+    heavy = {"method": "exchangeInfo"}  # 20
+    admitted = 0
+    for _ in range(600):  # 0.1 s steps through one whole minute
+        while limiter.consume(heavy):
+            admitted += 20
+        clock.advance(0.1)
+    assert admitted == 6000
+    clock.advance(0.01)  # the next minute: a fresh window of 6000
+    assert drain(limiter, heavy) == 300
 
 
 def test_presets_are_fresh_objects():

@@ -265,6 +265,13 @@ def test_replay_does_not_sleep_unless_realtime(tmp_path):
     assert slept == [1.5, 1.0]
 
 
+def test_replay_does_not_sleep_between_frames_of_the_same_instant(tmp_path):
+    path = _handmade(tmp_path, [STAMPS[0], STAMPS[0]])
+    slept: list[float] = []
+    assert replay(path, lambda r: None, realtime=True, sleep=slept.append) == 2
+    assert slept == []
+
+
 @pytest.mark.parametrize("speed", [0, -1.0])
 def test_replay_needs_a_positive_speed(tmp_path, speed):
     with pytest.raises(ValueError, match=r"^speed must be positive$"):

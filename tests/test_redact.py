@@ -374,25 +374,26 @@ def test_a_16_mib_frame_is_masked_in_well_under_half_a_second():
     body = (rows + ",") * (16 * 1024 * 1024 // (len(rows) + 1))
     frame = f'{{"access_token":"{TOKEN}","rows":[{body}[]],"refresh_token":"{TOKEN}"}}'
     assert len(frame) >= 16 * 1024 * 1024 - 2 * len(rows)
-    best, shown = min(_cpu_seconds(redact_text, frame, 500) for _ in range(2))
-    assert best < 0.5 * SCALE, f"{best:.3f}s"
-    assert shown.startswith('{"access_token":"***","rows":[[{"price": 50000.5')
-    assert not leaks(TOKEN, redact_text(frame))
+    seconds, masked = _cpu_seconds(redact_text, frame)
+    assert seconds < 0.5 * SCALE, f"{seconds:.3f}s"
+    assert masked.startswith('{"access_token":"***","rows":[[{"price": 50000.5, ')
+    assert masked.endswith('[]],"refresh_token":"***"}')
+    assert len(masked) == len(frame) - 2 * (len(TOKEN) - len(MASK))
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        '"' * 2_000_000,
-        '"token' * 400_000,
-        '{"token":"a",' * 200_000,
-        '"key" : ' * 300_000,
-        '{"token":"' + "\\" * 2_000_000,
-        '{"p":"{\\"token\\":\\"' + '\\\\\\"' * 500_000,
-        '{"op":"auth","args":[' + '"a",1,' * 400_000,
-        '{"op":"auth","args":[' + '"' * 2_000_000,
-        "tokensecretpasssigkey" * 100_000,
-        "\\" * 2_000_000,
+        '"' * 500_000,
+        '"token' * 60_000,
+        '{"token":"a",' * 50_000,
+        '"key" : ' * 60_000,
+        '{"token":"' + "\\" * 500_000,
+        '{"p":"{\\"token\\":\\"' + '\\\\\\"' * 120_000,
+        '{"op":"auth","args":[' + '"a",1,' * 100_000,
+        '{"op":"auth","args":[' + '"' * 500_000,
+        "tokensecretpasssigkey" * 25_000,
+        "\\" * 500_000,
     ],
     ids=[
         "quotes",
@@ -408,9 +409,9 @@ def test_a_16_mib_frame_is_masked_in_well_under_half_a_second():
     ],
 )
 def test_pathological_texts_are_masked_in_linear_time(text):
-    """About 2 MB each: a backtracking pattern would take minutes (and hit the test timeout)."""
+    """Up to 500 KB each: a backtracking or quadratic scan would take minutes (and hit the test timeout)."""
     seconds, masked = _cpu_seconds(redact_text, text)
-    assert seconds < 3.0 * SCALE, f"{seconds:.3f}s"
+    assert seconds < 2.0 * SCALE, f"{seconds:.3f}s"
     assert len(masked) <= len(text) + 3 * text.count('"')
 
 

@@ -19,7 +19,7 @@ from zen_websocket.errors import (
     SilenceTimeout,
 )
 from zen_websocket.jsonrpc import Correlator
-from zen_websocket.session import Dead, Retry, SendHeartbeat, Session, Stop, loss_reason
+from zen_websocket.session import Dead, Retry, Rotate, SendHeartbeat, Session, Stop, loss_reason
 
 REFUSED = ConnectError("refused", reason="econnrefused")
 UNAUTHORIZED = ConnectError("401", reason="unauthorized", status_code=401)
@@ -356,3 +356,120 @@ def test_text_needs_a_look_only_with_deribit_or_custom_expect():
     custom = make(heartbeat_config={"type": "custom", "interval": 1.0, "message": "p", "expect": "q"})
     assert custom.filters_text is True
     assert make(heartbeat_config={"type": "custom", "interval": 1.0, "message": "p"}).filters_text is False
+
+
+# -- more edges (each pins a decision a mutation could flip) -------------------
+
+
+def test_attempts_are_numbered_from_the_first_without_begin_connect():
+    session = make(retry_count=3, retry_delay=1.0)
+    assert session.attempts == 0
+    assert session.attempt_failed(REFUSED) == Retry(1.0, 2)
+    assert session.attempts == 1
+
+
+def test_without_an_injected_random_source_jitter_free_delays_are_exact():
+    config = ClientConfig.from_options("ws://127.0.0.1:1/", heartbeat_config=None, retry_delay=0.25)
+    session = Session(config, Correlator())
+    assert session.attempt_failed(REFUSED) == Retry(0.25, 2)
+
+
+def test_giving_up_after_a_loss_reports_the_last_error():
+    session = make(retry_count=0)
+    lost = ConnectionClosed(None, "dropped")
+    assert session.connection_lost(lost) == Stop("retries_exhausted", False, lost)
+
+
+def test_max_connection_age_asks_for_a_rotation_once_at_the_age():
+    session = make(max_connection_age=100.0)
+    session.connected(1000.0)
+    assert session.rotate_at == 1100.0
+    assert session.next_wakeup() == 1100.0
+    assert session.tick(1099.9) == ([], [])
+    actions, _ = session.tick(1100.0)
+    assert actions == [Rotate()]
+    assert session.rotate_at is None
+    assert session.tick(1200.0) == ([], [])  # asked once; the driver rotates or reports a failure
+
+
+def test_a_failed_rotation_is_tried_again_a_tenth_of_the_age_later_at_most_a_minute():
+    short = make(max_connection_age=100.0)
+    short.connected(0.0)
+    short.tick(100.0)
+    short.rotation_failed(100.0)
+    assert short.rotate_at == 110.0
+    long = make(max_connection_age=86_000.0)
+    long.connected(0.0)
+    long.rotation_failed(5.0)
+    assert long.rotate_at == 65.0
+    none = make()
+    none.rotation_failed(5.0)
+    assert none.rotate_at is None
+
+
+def test_a_dead_peer_is_not_rotated():
+    session = make(max_connection_age=1.0, max_silence=1.0)
+    session.connected(0.0)
+    actions, _ = session.tick(1.0)
+    assert len(actions) == 1 and isinstance(actions[0], Dead)
+
+
+def test_rotation_clock_restarts_on_every_connection_and_stops_on_disconnect():
+    session = make(max_connection_age=10.0)
+    session.connected(0.0)
+    session.connected(5.0)
+    assert session.rotate_at == 15.0
+    session.disconnected()
+    assert session.rotate_at is None
+    assert session.next_wakeup() is None
+
+
+def test_a_fresh_session_answers_its_first_test_request():
+    session = make(heartbeat_config={"type": "deribit", "interval": 10})
+    action = session.text_received(TEST_REQUEST, 0.0)
+    assert action is not None and action.kind == "test_request" and action.deliver is False
+
+
+def test_disconnect_forgets_the_test_request_in_flight():
+    from concurrent.futures import Future
+
+    session = deribit_session()
+    session.test_in_flight = Future()
+    session.disconnected()
+    assert session.test_in_flight is None
+    action = session.text_received(TEST_REQUEST, 1.0)
+    assert action is not None and action.kind == "test_request"
+
+
+def test_heartbeat_notifications_are_the_librarys_only_with_the_deribit_heartbeat():
+    session = make(heartbeat_config={"type": "ping", "interval": 1.0})
+    assert session.text_received(HEARTBEAT, 0.0) is None
+    action = deribit_session().text_received(HEARTBEAT, 0.0)
+    assert action is not None and action.deliver is False
+
+
+def test_the_expect_predicate_sees_the_message():
+    seen = []
+    session = make(
+        heartbeat_config={
+            "type": "custom",
+            "interval": 5.0,
+            "message": "ping",
+            "expect": lambda m: seen.append(m) or m == "pong",
+        }
+    )
+    action = session.text_received("pong", 0.0)
+    assert action is not None and action.kind == "heartbeat"
+    assert seen == ["pong"]
+
+
+def test_counters_accumulate():
+    session = make()
+    session.correlator.track(1, "x", timeout=None)
+    for _ in range(3):
+        session.text_received('"id" oops', 0.0)
+        session.text_received('{"id": 5, "error": {"code": 1}}', 0.0)
+    assert session.parse_errors == 3
+    assert session.unmatched_responses == 3
+    assert session.text_received('{"id": 6, "method": "x"}', 0.0) is None
+    assert session.unmatched_responses == 3

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 
-from . import errors, jsonrpc, rate_limiter, recorder, telemetry
-from .client import Client, ConnectionState, connect
+from . import errors, jsonrpc, rate_limiter, recorder, redact, telemetry
+from .client import Client, ConnectionState, close_all, connect, open_clients
 from .config import ClientConfig, HeartbeatConfig
 from .errors import (
     CallbackError,
@@ -40,6 +40,7 @@ from .errors import (
     ZenWebSocketError,
 )
 from .rate_limiter import MultiRateLimiter, RateLimiter, binance_cost, deribit_cost, simple_cost
+from .supervisor import ClientSupervisor
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "CallbackError",
     "Client",
     "ClientConfig",
+    "ClientSupervisor",
     "ConfigError",
     "ConnectError",
     "ConnectionClosed",
@@ -71,12 +73,15 @@ __all__ = [
     "ZenWebSocketError",
     "__version__",
     "binance_cost",
+    "close_all",
     "connect",
     "deribit_cost",
     "errors",
     "jsonrpc",
+    "open_clients",
     "rate_limiter",
     "recorder",
+    "redact",
     "simple_cost",
     "telemetry",
 ]

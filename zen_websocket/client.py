@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 import json
 import logging
 import queue
@@ -35,11 +36,12 @@ from concurrent.futures import Future
 from typing import Any
 
 from . import jsonrpc, telemetry
-from .config import EVENTS, ClientConfig, check_url, redact_url
-from .connection import ConnectionState, Driver, close_all_at_exit
+from .config import EVENTS, ClientConfig, check_callback, check_url, options_doc, options_signature, redact_url
+from .connection import ConnectionState, Driver, _live_drivers, close_all_at_exit
 from .errors import (
     CallbackError,
     ConfigError,
+    ConnectError,
     ConnectionClosed,
     ConnectionLost,
     NotConnectedError,
@@ -55,7 +57,7 @@ from .session import Session
 from .subscriptions import SubscriptionSet, get_dialect, plan_restore
 from .subscriptions import _channel_list as channel_list
 
-__all__ = ["Client", "ConnectionState", "connect"]
+__all__ = ["Client", "ConnectionState", "close_all", "connect", "open_clients"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,8 @@ class Client:
         }
         self._inbox = Inbox(config.max_queue, config.overflow)
         self._recv_lock = threading.Lock()  # one consumer at a time
+        # (event, id(fn)) of callbacks whose failure went to stderr (logging not configured).
+        self._shown_failures: set[tuple[str, int]] = set()
 
         self._correlator = jsonrpc.Correlator()
         self._latency = jsonrpc.LatencyWindow()
@@ -151,6 +155,29 @@ class Client:
         """Channels that are restored after a reconnect."""
         return self._subs.snapshot()
 
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the client has ended for good (``1000`` after ``close()``), else None.
+
+        None also when it ended without a close frame (``close_reason``
+        ``"retries_exhausted"`` or a fatal error).
+        """
+        driver = self._driver
+        # done, not final: done is set only after the code and reason are.
+        return driver.final_code if driver.done.is_set() else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """Why the client ended (``"closed by client"``, ``"retries_exhausted"``, ...), or None while it has not.
+
+        After ``for message in client:`` ends this tells a ``close()`` from
+        giving up. ``"connect_failed"`` when the first ``connect()`` raised.
+        """
+        driver = self._driver
+        if not driver.done.is_set():
+            return None
+        return driver.final_reason or "connect_failed"
+
     def connect(self) -> Client:
         """Connect, retrying recoverable failures with the reconnect policy.
 
@@ -160,7 +187,10 @@ class Client:
         Raises:
             ConnectError: the attempts failed; ``reason``, ``status_code``
                 and ``attempts`` say why and how often. A fatal failure (401,
-                a redirect, certificate rejected, ...) raises after one attempt.
+                a redirect, certificate rejected, ...) raises after one attempt;
+                so does a ``connect`` callback that raises a fatal
+                ``ConnectError`` (wrong credentials, ``reason="unauthorized"``),
+                after the connection is closed.
             ConfigError: ``record_to`` cannot be opened.
             UsageError: the client is already connected or was closed.
         """
@@ -176,8 +206,7 @@ class Client:
         """
         if event not in EVENTS:
             raise ConfigError("event", f"unknown event {event!r}; expected one of {', '.join(EVENTS)}")
-        if not callable(fn):
-            raise TypeError("callback must be callable")
+        check_callback(event, fn)  # TypeError naming the event and the arguments it passes
         with self._cb_lock:
             table = dict(self._callbacks)
             table[event] = (*table.get(event, ()), fn)
@@ -439,6 +468,11 @@ class Client:
         rotation; never in the receive thread, so callbacks may wait on
         ``client.request()``. A rotation always restores the subscriptions
         (the new connection has none).
+
+        Raises:
+            ConnectError: a ``connect`` callback refused the connection (e.g.
+                the exchange refused its credentials); nothing after it runs,
+                and the driver decides what follows (``Driver.refuse``).
         """
         hb = self.config.heartbeat_config
         if hb is not None and hb.type == "deribit":
@@ -447,9 +481,20 @@ class Client:
                 self._internal_request("public/set_heartbeat", {"interval": _heartbeat_seconds(hb.interval)})
             except Exception as exc:
                 self._report_error(exc)
-        self._emit("connect")
+        self._emit("connect", refusable=True)
         if rotation or (reconnect and self.config.restore_subscriptions):
             self._restore_subscriptions()
+
+    def _refuse(self, exc: ConnectError) -> None:
+        """Refuse the current connection from outside the connect sequence (for platform adapters).
+
+        The same as a ``connect`` callback raising ``exc``: a fatal error
+        (``reason="unauthorized"``) ends the client with the ``error`` and
+        ``close`` events; a recoverable one is reported and the connection
+        is dropped and reconnected. Never blocks long: safe from the receive
+        thread and from a future's done-callback.
+        """
+        self._driver.refuse(exc)
 
     def _restore_subscriptions(self) -> None:
         channels = self._subs.snapshot()
@@ -523,6 +568,11 @@ class Client:
             elif not limiter.consume(message):
                 self._rate_limit_wait(limiter, message, internal)
         self._driver.write(opcode, payload, message)
+        if not internal and self._dialect.unsubscribes_all(message):
+            # Deribit public/unsubscribe_all sent by the user: nothing may come back after a reconnect.
+            dropped = self._subs.clear()
+            if dropped:
+                self._emit_telemetry(telemetry.SUBSCRIPTION_REMOVE, {"count": len(dropped)}, channels=dropped)
 
     def _rate_limit_wait(self, limiter: Any, message: Any, internal: bool) -> None:
         if self.config.rate_limit_mode == "raise" and not internal:
@@ -532,7 +582,9 @@ class Client:
         started = time.monotonic()
         stopping = self._driver.stopping
         while not limiter.acquire(message, timeout=0.5):
-            if stopping.is_set():
+            # acquire() gives up at once when the refill needs longer than its
+            # timeout: sleep until then (close() wakes it) instead of spinning.
+            if stopping.wait(max(0.0, limiter.retry_after(message) - 0.5)):
                 raise NotConnectedError("the client is closing")
         self._emit_telemetry(telemetry.RATE_LIMIT_WAIT, {"duration": time.monotonic() - started})
 
@@ -590,13 +642,27 @@ class Client:
             missing = list(req.channels)
             error: SubscriptionError = SubscriptionError(f"subscription not acknowledged: {exc}", missing)
         else:
-            missing = self._dialect.check_ack(req, future.result())
+            response = future.result()
+            missing = self._dialect.check_ack(req, response)
             if not missing:
                 return
-            error = SubscriptionError(f"server did not confirm channels: {', '.join(missing)}", missing)
-            if req.method is None or "unsubscribe" not in str(req.method).lower():
-                self._subs.remove(missing)  # refused: restoring would only be refused again
+            # The dialect says whether a later connection may be granted them:
+            # Deribit 13009 (not authorized yet) and 10028 (rate limited) may,
+            # an unknown channel never will.
+            refusal = self._dialect.classify_refusal(req, response)
+            unsubscribing = req.method is not None and "unsubscribe" in str(req.method).lower()
+            kept = refusal.transient and not unsubscribing
+            error = SubscriptionError(
+                f"server did not confirm channels: {', '.join(missing)} ({refusal.reason})"
+                + ("; they stay in the restore set" if kept else ""),
+                missing,
+            )
+            if jsonrpc.classify(response) == "error":
+                error.__cause__ = jsonrpc.error_from_response(response, req.method)
+            if not refusal.transient and not unsubscribing:
+                self._subs.remove(missing)  # refused for good: restoring would only be refused again
         future.zw_missing = missing  # type: ignore[attr-defined]
+        future.zw_error = error  # type: ignore[attr-defined]
         self._emit_telemetry(telemetry.SUBSCRIPTION_ERROR, {"count": len(missing)}, channels=missing)
         self._report_error(error)
 
@@ -609,6 +675,7 @@ class Client:
     ) -> list[str]:
         deadline = time.monotonic() + (self.config.request_timeout if timeout is None else timeout)
         missing: list[str] = []
+        reasons: list[str] = []
         for future in futures:
             if future is None:
                 continue
@@ -620,23 +687,41 @@ class Client:
             except Exception:
                 pass
             missing.extend(getattr(future, "zw_missing", []))
+            error = getattr(future, "zw_error", None)
+            if error is not None:
+                reasons.append(str(error))
         if missing and raise_missing:
-            raise SubscriptionError(f"channels not confirmed: {', '.join(missing)}", missing)
+            detail = f" ({'; '.join(reasons)})" if reasons else ""
+            raise SubscriptionError(f"channels not confirmed: {', '.join(missing)}{detail}", missing)
         return missing
 
     # ------------------------------------------------------------------
     # callbacks, errors, telemetry (called by the driver too)
 
-    def _emit(self, event: str, *args: Any) -> None:
+    def _emit(self, event: str, *args: Any, refusable: bool = False) -> None:
+        """Call ``event``'s callbacks; what they raise is reported, not raised.
+
+        ``refusable`` (the ``connect`` event only): a callback that raises
+        :class:`ConnectError` refuses the connection, so the error is raised
+        on and the connect sequence stops there (see ``Driver.refuse``).
+        """
         for fn in self._callbacks.get(event, ()):
             try:
                 fn(self, *args)
+            except ConnectError as exc:
+                if refusable:
+                    raise
+                self._callback_failed(event, fn, exc)
             except BaseException as exc:  # SystemExit too: a callback never ends a library thread
                 self._callback_failed(event, fn, exc)
 
     def _callback_failed(self, event: str, fn: Any, exc: BaseException) -> None:
         self._driver.callback_errors += 1
         logger.error("%s: %s callback %r raised", self.name, event, fn, exc_info=exc)
+        if not _logging_configured(logger) and (event, id(fn)) not in self._shown_failures:
+            # Registered callbacks stay referenced, so their ids are unique here.
+            self._shown_failures.add((event, id(fn)))
+            _show_unlogged_callback_error(self.name, event, fn, exc)
         self._emit_telemetry(telemetry.CALLBACK_ERROR, {}, event=event, error=exc)
         if event != "error":
             wrapped = CallbackError(event, fn)
@@ -654,14 +739,83 @@ class Client:
             telemetry.dispatch(handlers, event, measurements, {**self._meta, **metadata})
 
 
+def _logging_configured(log: logging.Logger) -> bool:
+    """True when a record from ``log`` reaches a handler other than the package's NullHandler."""
+    current: logging.Logger | None = log
+    while current is not None:
+        if any(not isinstance(handler, logging.NullHandler) for handler in current.handlers):
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
+
+
+def _show_unlogged_callback_error(name: str, event: str, fn: Any, exc: BaseException) -> None:
+    """Write a callback's failure, with its traceback, through ``logging.lastResort`` (stderr).
+
+    The package's NullHandler keeps the library quiet until the application
+    configures logging; a callback that raises would then lose its messages
+    without a trace. What Python does for a library without a NullHandler
+    (stderr, via ``logging.lastResort``) is done here for this one case, once
+    per callback, so a callback failing on every message cannot flood stderr.
+    """
+    handler = logging.lastResort
+    if handler is None or not logger.isEnabledFor(logging.ERROR):
+        return
+    record = logger.makeRecord(
+        logger.name,
+        logging.ERROR,
+        __file__,
+        0,
+        "%s: %s callback %r raised (shown once; configure logging to see every failure)",
+        (name, event, fn),
+        (type(exc), exc, exc.__traceback__),
+    )
+    handler.handle(record)
+
+
 def connect(url: str | Callable[[], str], **options: Any) -> Client:
     """Build a :class:`Client` and connect it.
 
     Raises:
-        ConfigError: invalid option (named).
-        ConnectError: every allowed attempt failed, or a fatal failure.
+        ConfigError: invalid option (named, with the closest option name for a typo).
+        TypeError: an ``on_<event>`` callback does not take the event's arguments.
+        ConnectError: every allowed attempt failed, or a fatal failure; the
+            message names the URL (secrets masked), the attempts and the last cause.
     """
     return Client(url, **options).connect()
+
+
+def open_clients() -> list[Client]:
+    """Every client that is connected, connecting or reconnecting (not yet closed for good).
+
+    For notebooks: re-running ``client = zw.connect(...)`` in a cell leaves the
+    previous client running; this lists it (see :func:`close_all`).
+    """
+    return [driver.host for driver in list(_live_drivers)]
+
+
+def close_all(timeout: float | None = None) -> int:
+    """Close every open client (:func:`open_clients`); returns how many were closed.
+
+    Args:
+        timeout: bound on each client's close (default: its ``close_timeout``).
+    """
+    clients = open_clients()
+    for client in clients:
+        client.close(timeout)
+    return len(clients)
+
+
+# help(zw.connect), help(zw.Client) and notebook completion list every option
+# (generated from ClientConfig, so there is no second list to keep in step).
+_URL_PARAMETER = inspect.Parameter("url", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | Callable[[], str])
+Client.__signature__ = options_signature(_URL_PARAMETER)  # type: ignore[attr-defined]
+connect.__signature__ = options_signature(_URL_PARAMETER, returns=Client)  # type: ignore[attr-defined]
+if Client.__doc__ and connect.__doc__:  # None under python -OO
+    Client.__doc__ += options_doc()
+    connect.__doc__ += options_doc()
 
 
 def encode(data: Any) -> tuple[int, bytes]:

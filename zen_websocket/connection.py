@@ -62,8 +62,8 @@ from .errors import (
 )
 from .inbox import CLOSED
 from .protocol import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Protocol
-from .redact import redact_text
-from .scheduler import Scheduler, Timer, shared
+from .redact import peer_text
+from .scheduler import TIMER_THREAD, Scheduler, Timer, shared
 from .session import Dead, Retry, Rotate, SendHeartbeat, Session, Stop, loss_reason
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ logger = logging.getLogger(__name__)
 # reading each frame's bytes separately).
 READ_CHUNK = 256 * 1024
 
-# The longest text of a frame shown in a debug log line (after redaction).
+# The longest text of a frame shown in a debug log line (masked, control characters escaped so a
+# frame cannot forge log lines, then cut).
 LOG_FRAME_CHARS = 500
 
 
@@ -136,6 +137,9 @@ class Link:
         # promoted; the old one is retired, so its loss is not a disconnect.
         self.candidate = False
         self.retired = False
+        # A control event on this link asked for its replacement (Binance
+        # serverShutdown): picked up after its promotion when it is a candidate.
+        self.rotate_requested = False
         # The socket timeout is the write bound; the receive loop treats a
         # read timeout as "nothing yet" and reads again.
         self.sock.settimeout(write_timeout)
@@ -293,6 +297,11 @@ class Driver:
         self._receivers: set[threading.Thread] = set()  # every receive thread alive (two during a rotation)
         self._connect_thread: threading.Thread | None = None  # zen-ws-connect-<name>
         self._rotate_thread: threading.Thread | None = None  # zen-ws-rotate-<name> (max_connection_age)
+        # Guards _rotating: whether a zen-ws-rotate thread is at work. Its
+        # decision to stop is taken under this lock, so a rotation requested
+        # just as it ends (a serverShutdown) starts a new thread, never lost.
+        self._rotate_thread_lock = threading.Lock()
+        self._rotating = False
         self._rotate_lock = threading.Lock()  # one rotation at a time
         # During a rotation the connect sequence runs in the rotating thread and
         # must send on the new link: a per-thread override of ``link``.
@@ -317,6 +326,9 @@ class Driver:
         self.callback_errors = 0
         self.pongs_skipped = 0
         self.recorder: Any = None  # opened by connect(), closed by _finish()
+        # The subscription dialect looks at incoming text with its markers
+        # (its own acknowledgements, control events such as serverShutdown).
+        session.use_dialect(host._dialect)
 
     # -- connecting ---------------------------------------------------------
 
@@ -350,7 +362,7 @@ class Driver:
                     decision = Stop("closed", False, exc)
                 if isinstance(decision, Stop):
                     self._end_attempts()
-                    raise _connect_error(exc, session.attempts, self.stopping.is_set()) from (
+                    raise _connect_error(exc, session.attempts, self.stopping.is_set(), url=self._meta["url"]) from (
                         exc.__cause__ if isinstance(exc, ConnectError) else exc
                     )
                 logger.info(
@@ -363,7 +375,17 @@ class Driver:
                 self.stopping.wait(decision.delay)
         self._install(link, reconnect=False)
         self._thread = self._start_receiver(link)
-        self.host._after_connect(reconnect=False)
+        try:
+            self.host._after_connect(reconnect=False)
+        except ConnectError as exc:
+            # A connect callback refused the connection (wrong credentials...).
+            if not self.session.is_fatal(exc):
+                self.refuse(exc, link)  # reconnected like any lost connection; connect() returns
+                return
+            exc.attempts = session.attempts + 1
+            logger.error("%s: the connection was refused: %s", self.name, exc)
+            self.close(self.config.close_timeout, reason=exc.reason)
+            raise
 
     def _end_attempts(self) -> None:
         with self._state_lock:
@@ -595,7 +617,34 @@ class Driver:
             return False
         if kind == "coalesced":
             self._heartbeat_reply()
+        if kind in ("rotate", "renew"):
+            self._control_event(kind, action.message, link)
+            return action.deliver
         return False
+
+    def _control_event(self, kind: str, message: Any, link: Link) -> None:
+        """A dialect's control event on ``link``: replace it make-before-break.
+
+        ``"renew"`` first lets the dialect renew what the URL carries (it
+        must not block; the rotation calls the callable ``url`` for the new
+        one). A notice on a rotation's candidate is picked up once it is
+        promoted; one on the link being replaced needs nothing more.
+        """
+        if link.retired:
+            return
+        if kind == "renew":
+            dialect = self.session.dialect
+            try:
+                if dialect is None or not dialect.renew(message):
+                    return
+            except Exception as exc:
+                logger.exception("%s: renewing after a control event failed", self.name)
+                self.host._report_error(exc)
+                return
+        logger.info("%s: %s notice from the server: rotating the connection", self.name, kind)
+        link.rotate_requested = True
+        if not link.candidate:
+            self._rotate_in_background()
 
     def _pong(self, link: Link, payload: bytes) -> None:
         """Answer a ping without waiting: skipped when the limiter or the socket has no room.
@@ -621,7 +670,7 @@ class Driver:
 
     def _log_frame(self, direction: str, data: Any) -> None:
         if isinstance(data, str):
-            logger.debug("%s %s text %d chars: %s", self.name, direction, len(data), redact_text(data, LOG_FRAME_CHARS))
+            logger.debug("%s %s text %d chars: %s", self.name, direction, len(data), peer_text(data, LOG_FRAME_CHARS))
         else:
             logger.debug("%s %s binary %d bytes", self.name, direction, len(data))
 
@@ -678,7 +727,7 @@ class Driver:
                 continue
             self.reconnects += 1
             attempt = decision.attempt
-            self._start_connect_sequence(attempt, downtime_before)
+            self._start_connect_sequence(attempt, downtime_before, link)
             return link
 
     def _stop(self, decision: Stop) -> None:
@@ -693,16 +742,18 @@ class Driver:
         code = getattr(exc, "close_code", None)
         if not isinstance(code, int):
             code = getattr(exc, "code", None)
-        self._finish(code if isinstance(code, int) else None, decision.reason)
+        # A refused connection (Driver.refuse) ends with its own word ("unauthorized").
+        reason = exc.reason if isinstance(exc, ConnectError) else decision.reason
+        self._finish(code if isinstance(code, int) else None, reason)
 
-    def _start_connect_sequence(self, attempt: int, downtime_before: float) -> None:
+    def _start_connect_sequence(self, attempt: int, downtime_before: float, link: Link) -> None:
         previous = self._connect_thread
         if previous is not None and previous.is_alive():
             # Its requests failed with ConnectionLost when the link dropped.
             previous.join(self.config.close_timeout)
         thread = threading.Thread(
             target=self._connect_sequence,
-            args=(attempt, downtime_before),
+            args=(attempt, downtime_before, link),
             name=f"zen-ws-connect-{self.name}",
             # Daemon for the same reason as the receive thread; close() joins it.
             daemon=True,
@@ -710,9 +761,13 @@ class Driver:
         self._connect_thread = thread
         thread.start()
 
-    def _connect_sequence(self, attempt: int, downtime_before: float) -> None:
+    def _connect_sequence(self, attempt: int, downtime_before: float, link: Link) -> None:
         try:
-            self.host._after_connect(reconnect=True)
+            try:
+                self.host._after_connect(reconnect=True)
+            except ConnectError as exc:
+                self.refuse(exc, link)  # a connect callback refused the connection
+                return
             if self.stopping.is_set():
                 return
             self.host._emit_telemetry(
@@ -722,6 +777,40 @@ class Driver:
         except BaseException as exc:
             logger.exception("%s: connect sequence failed", self.name)
             self.host._report_error(exc)
+
+    def refuse(self, exc: ConnectError, link: Link | None = None) -> None:
+        """The connection was refused: a ``connect`` callback (or a platform adapter) raised ``exc``.
+
+        This is how wrong credentials end a client. A fatal ``exc`` (per
+        ``session.is_fatal``; ``reason="unauthorized"`` is) is reported with
+        the ``error`` event and the client closes for good (``close`` event,
+        with ``exc.reason``). A recoverable one is reported and the link is
+        dropped: the receive thread reconnects as after any loss, and the
+        next connect sequence tries again. The first ``connect()`` handles a
+        fatal refusal itself (it raises instead).
+
+        Safe from any thread: on the timer thread, which must not block, a
+        fatal refusal fails the link instead and the receive thread ends the
+        client (its ``_stop`` reports the error).
+
+        Args:
+            exc: why the connection was refused.
+            link: the refused connection (default: the current one).
+        """
+        link = self.link if link is None else link
+        if self.stopping.is_set():
+            return
+        fatal = self.session.is_fatal(exc)
+        if fatal and threading.current_thread().name == TIMER_THREAD:
+            if link is not None:
+                link.fail(exc)
+            return
+        logger.warning("%s: connection refused (%s): %s", self.name, "fatal" if fatal else "reconnecting", exc)
+        self.host._report_error(exc)
+        if fatal:
+            self.close(self.config.close_timeout, reason=exc.reason)
+        elif link is not None:
+            link.fail(exc)
 
     # -- rotation (make-before-break) ----------------------------------------
 
@@ -734,13 +823,16 @@ class Driver:
             self._rotating_link = new
             thread = self._start_receiver(new)
             self._local.link = new
+            refused: ConnectError | None = None
             try:
                 self.host._after_connect(reconnect=True, rotation=True)
+            except ConnectError as exc:
+                refused = exc  # a connect callback refused the new connection
             finally:
                 self._local.link = None
                 self._rotating_link = None
             with self._state_lock:
-                promote = not self.closing and self.link is old and not new.lost.is_set()
+                promote = refused is None and not self.closing and self.link is old and not new.lost.is_set()
                 if promote:
                     old.retired = True
                     new.candidate = False
@@ -752,6 +844,11 @@ class Driver:
                 new.send_close(1000, "", self.config.close_timeout)
                 new.abort()
                 thread.join(self.config.close_timeout)
+                if refused is not None:
+                    if self.session.is_fatal(refused):
+                        # Wrong credentials hold for the old connection too: the client ends.
+                        self.refuse(refused, old)
+                    raise refused
                 if self.closing:
                     raise ConnectError("rotation aborted: the client was closed", reason="closed")
                 if new.lost.is_set():
@@ -771,25 +868,42 @@ class Driver:
             if old.send_close(1000, "", self.config.close_timeout):
                 old.lost.wait(self.config.close_timeout)
             old.abort()
+        if new.rotate_requested:
+            # Its own shutdown notice came during the rotation: replace it too
+            # (the rotating thread loops on it, see _rotate_for_age).
+            self._rotate_in_background()
 
     def _rotate_in_background(self) -> None:
-        """On the timer thread, at ``max_connection_age``: rotate in a thread of its own."""
-        previous = self._rotate_thread
-        if previous is not None and previous.is_alive():
-            return
-        thread = threading.Thread(
-            target=self._rotate_for_age,
-            name=f"zen-ws-rotate-{self.name}",
-            # Daemon like the others; close() joins it.
-            daemon=True,
-        )
-        self._rotate_thread = thread
+        """At ``max_connection_age`` (timer thread) or on a control event (receive thread): rotate in a thread of its own."""
+        with self._rotate_thread_lock:
+            if self._rotating:
+                return  # the rotating thread looks at the current link's request before it ends
+            self._rotating = True
+            thread = threading.Thread(
+                target=self._rotate_for_age,
+                name=f"zen-ws-rotate-{self.name}",
+                # Daemon like the others; close() joins it.
+                daemon=True,
+            )
+            self._rotate_thread = thread
         thread.start()
 
     def _rotate_for_age(self) -> None:
         try:
-            self.rotate()
-        except Exception as exc:
+            while True:
+                self.rotate()
+                # A control event (serverShutdown) on the new connection while
+                # it was being set up: it is on its way out too.
+                with self._rotate_thread_lock:
+                    link = self.link
+                    if self.stopping.is_set() or link is None or not link.rotate_requested:
+                        self._rotating = False
+                        return
+        except BaseException as exc:
+            with self._rotate_thread_lock:
+                self._rotating = False
+            if not isinstance(exc, Exception):
+                raise
             if self.stopping.is_set():
                 return
             logger.warning("%s: rotation at max_connection_age failed; keeping the connection: %s", self.name, exc)
@@ -924,8 +1038,12 @@ class Driver:
 
     # -- closing ----------------------------------------------------------------
 
-    def close(self, timeout: float) -> None:
-        """Close for good: close frame, bounded wait, then join every thread (bounded by ``timeout``)."""
+    def close(self, timeout: float, *, reason: str = "closed by client") -> None:
+        """Close for good: close frame, bounded wait, then join every thread (bounded by ``timeout``).
+
+        ``reason`` is what the ``close`` event reports (a refused connection
+        passes its own, see :meth:`refuse`).
+        """
         with self._state_lock:
             already = self.closing
             self.closing = True
@@ -966,7 +1084,7 @@ class Driver:
                 if thread.is_alive():
                     logger.warning("%s: %s did not stop within %.2fs", self.name, thread.name, timeout)
         self.session.disconnected()
-        self._finish(1000, "closed by client")
+        self._finish(1000, reason)
 
     def _finish(self, code: int | None, reason: str) -> None:
         """Closed for good (gave up, fatal error, or close()): runs once."""
@@ -1009,17 +1127,30 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
-def _connect_error(exc: BaseException, attempts: int, closing: bool) -> BaseException:
-    """The exception the first ``connect()`` raises after its last attempt."""
+def _connect_error(exc: BaseException, attempts: int, closing: bool, *, url: str = "the server") -> BaseException:
+    """The exception the first ``connect()`` raises after its last attempt.
+
+    Its message says what happened in one line: the URL (``url``, already
+    redacted), how many attempts were made, and the last attempt's cause,
+    e.g. ``cannot connect to ws://127.0.0.1:9/ (4 attempts): connecting to
+    127.0.0.1:9 failed during the TCP connect (econnrefused): ...``.
+    """
     if isinstance(exc, ConfigError):
         return exc
+    tried = f"{attempts} attempt{'' if attempts == 1 else 's'}"
     if closing and not (isinstance(exc, ConnectError) and exc.reason == "closed"):
-        error = ConnectError("connect aborted: the client was closed", reason="closed", attempts=attempts)
-        return error
+        return ConnectError(
+            f"connecting to {url} aborted ({tried}): the client was closed", reason="closed", attempts=attempts
+        )
     if isinstance(exc, ConnectError):
+        # The same exception, its message prefixed: its type, reason,
+        # status_code and any other attribute stay as the handshake set them.
         exc.attempts = attempts
+        prefix = f"cannot connect to {url} ({tried}): "
+        exc.message = prefix + exc.message
+        exc.args = (prefix + (str(exc.args[0]) if exc.args else ""), *exc.args[1:])
         return exc
-    return ConnectError(f"connect failed: {_short(exc)}", reason="error", attempts=attempts)
+    return ConnectError(f"cannot connect to {url} ({tried}): {_short(exc)}", reason="error", attempts=attempts)
 
 
 def close_all_at_exit(timeout: float = 0.25) -> None:

@@ -28,6 +28,7 @@ import base64
 import errno
 import functools
 import hashlib
+import ipaddress
 import math
 import os
 import re
@@ -35,6 +36,7 @@ import select
 import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -55,6 +57,7 @@ __all__ = [
     "build_request",
     "check_request_headers",
     "default_ssl_context",
+    "environment_proxy",
     "open_connection",
     "parse_extensions",
 ]
@@ -487,8 +490,8 @@ def open_connection(
 
     One deadline covers TCP connect, the proxy tunnel, the TLS handshake and
     the upgrade response together (DNS resolution cannot be bounded, see
-    :func:`_connect_tcp`). Redirects are never followed. Proxies come only
-    from ``proxy``, never from the environment.
+    :func:`_connect_tcp`). Redirects are never followed. Without ``proxy``
+    the environment's proxy for ``url`` is used (:func:`environment_proxy`).
 
     Args:
         url: ``ws://`` or ``wss://`` URL; its userinfo is ignored.
@@ -498,7 +501,8 @@ def open_connection(
         ssl_context: for ``wss``; default :func:`default_ssl_context`.
         proxy: ``http://[user:password@]host[:port]`` (HTTP CONNECT) or
             ``socks5://``, ``socks5h://``, ``socks4://``, ``socks4a://``
-            (needs the ``python-socks`` package).
+            (needs the ``python-socks`` package). None: the proxy the
+            environment names for ``url``, if any (:func:`environment_proxy`).
         extensions: offered ``Sec-WebSocket-Extensions`` values, e.g.
             ``"permessage-deflate; client_max_window_bits"``.
         on_socket: called with each new socket as soon as it exists (before
@@ -529,7 +533,13 @@ def open_connection(
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     request = build_request(url, key, headers=headers, subprotocols=subprotocols, extensions=extensions)
     offered_extensions = {name for offer in extensions for name, _ in parse_extensions(offer)}
-    proxy_endpoint = _proxy_endpoint(proxy) if proxy else None
+    source = ""  # where the proxy came from, for messages
+    if proxy is None:
+        found = _environment_proxy(endpoint)
+        if found is not None:
+            source, proxy = found
+    proxy_endpoint = _proxy_endpoint(proxy, source) if proxy else None
+    via = f" (from ${source})" if source else ""
     deadline = Deadline(timeout)
     opened: list[socket.socket] = []  # every socket object to close on failure
     phase = "during the TCP connect"
@@ -538,13 +548,13 @@ def open_connection(
             plain = _connect_tcp(endpoint.host, endpoint.port, deadline, on_socket)
             opened.append(plain)
         elif proxy_endpoint.scheme == "http":
-            phase = f"while connecting to the proxy {proxy_endpoint.authority}"
+            phase = f"while connecting to the proxy {proxy_endpoint.authority}{via}"
             plain = _connect_tcp(proxy_endpoint.host, proxy_endpoint.port, deadline, on_socket)
             opened.append(plain)
-            phase = f"while opening a tunnel through the proxy {proxy_endpoint.authority}"
+            phase = f"while opening a tunnel through the proxy {proxy_endpoint.authority}{via}"
             _http_connect(plain, proxy_endpoint, endpoint, deadline)
         else:
-            phase = f"while opening a tunnel through the proxy {proxy_endpoint.authority}"
+            phase = f"while opening a tunnel through the proxy {proxy_endpoint.authority}{via}"
             plain = _socks_connect(proxy_endpoint, endpoint, deadline, on_socket)
             opened.append(plain)
         sock = plain
@@ -866,15 +876,17 @@ class _ProxyRefused(Exception):
         super().__init__(message)
 
 
-def _proxy_endpoint(proxy: str) -> _ProxyEndpoint:
+def _proxy_endpoint(proxy: str, source: str = "") -> _ProxyEndpoint:
+    """The parsed proxy URL; ``source`` names the environment variable it came from, if it did."""
+    option = f"proxy (${source})" if source else "proxy"
     try:
         parts = urlsplit(proxy)
         port = parts.port
     except ValueError:
-        raise ConfigError("proxy", "is not a valid URL") from None
+        raise ConfigError(option, "is not a valid URL") from None
     if parts.scheme not in _DEFAULT_PROXY_PORTS:
-        raise ConfigError("proxy", "must be an http://, socks4://, socks4a://, socks5:// or socks5h:// URL")
-    host = _ascii_host(parts.hostname, "proxy")
+        raise ConfigError(option, "must be an http://, socks4://, socks4a://, socks5:// or socks5h:// URL")
+    host = _ascii_host(parts.hostname, option)
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
     return _ProxyEndpoint(parts.scheme, host, port or _DEFAULT_PROXY_PORTS[parts.scheme], username, password)
@@ -945,3 +957,73 @@ def _socks_connect(
         sock.close()
         raise
     return sock
+
+
+# Environment variables consulted per URL scheme, most specific first (curl
+# and requests read the https_/http_ ones; ws_/wss_ are aiohttp's and websockets').
+_PROXY_KEYS = {"wss": ("wss", "https", "all"), "ws": ("ws", "http", "all")}
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy URL the environment names for ``url``, or None for a direct connection.
+
+    Read as ``requests`` and curl read it (``urllib.request.getproxies()``):
+    ``wss://`` uses ``wss_proxy``, then ``https_proxy``, then ``all_proxy``;
+    ``ws://`` uses ``ws_proxy``, ``http_proxy``, ``all_proxy`` (lower-case
+    names win over upper-case ones). ``no_proxy`` (``*``, host names, domain
+    suffixes, ``host:port``, IP addresses and networks such as
+    ``10.0.0.0/8``) sends a host direct, and so does every loopback host
+    (``localhost``, ``127.0.0.0/8``, ``::1``): a proxy's loopback is not
+    this machine's. A value without a scheme is an ``http://`` proxy.
+
+    Raises:
+        ConfigError: ``url`` is not a valid ``ws://`` or ``wss://`` URL.
+    """
+    found = _environment_proxy(_endpoint(url))
+    return found[1] if found else None
+
+
+def _environment_proxy(endpoint: _Endpoint) -> tuple[str, str] | None:
+    """(variable name, proxy URL) of the environment's proxy for ``endpoint``, or None."""
+    if _is_loopback(endpoint.host):
+        return None
+    proxies = urllib.request.getproxies()
+    scheme = "wss" if endpoint.secure else "ws"
+    for key in _PROXY_KEYS[scheme]:
+        value = proxies.get(key, "").strip()
+        if value:
+            break
+    else:
+        return None
+    if _bypassed(endpoint, proxies.get("no", "")):
+        return None
+    return f"{key}_proxy", value if "://" in value else "http://" + value
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bypassed(endpoint: _Endpoint, no_proxy: str) -> bool:
+    """True when ``no_proxy`` (or the platform's proxy settings) says to connect direct."""
+    try:
+        address = ipaddress.ip_address(endpoint.host)
+    except ValueError:
+        address = None
+    for entry in no_proxy.split(","):
+        entry = entry.strip()
+        if address is not None and "/" in entry:
+            # requests also matches IP addresses against networks (urllib does not).
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    # Host names, suffixes, "*" and host:port: urllib's own rules (and, on
+    # macOS and Windows, the system's settings when no variable is set).
+    return bool(urllib.request.proxy_bypass(endpoint.authority))

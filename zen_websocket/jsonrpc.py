@@ -13,7 +13,10 @@ The dialects understood, besides plain JSON-RPC 2.0 (Deribit):
   Streams" doc, live subscribing; PROTOCOLS.md).
 * Binance WebSocket API: ``{"id": ..., "status": 200, "result": ...}`` and
   ``{"id": ..., "status": 400, "error": {"code": -1102, "msg": "..."}}``
-  (Binance "WebSocket API" doc, response format; PROTOCOLS.md).
+  (Binance "WebSocket API" doc, response format; PROTOCOLS.md). Status 429
+  (rate limited) and 418 (IP banned) carry ``error.data.retryAfter`` (ms
+  since the epoch) and become :class:`RateLimitedResponse`, a
+  :class:`~zen_websocket.errors.RateLimited` with ``retry_after`` in seconds.
 
 Example::
 
@@ -38,9 +41,11 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, Literal
 
-from .errors import ConfigError, JsonRpcError, RequestTimeout, UsageError
+from .errors import ConfigError, JsonRpcError, RateLimited, RequestTimeout, UsageError
 
 __all__ = [
+    "RateLimitedResponse",
+    "RATE_LIMIT_STATUSES",
     "Waiter",
     "Clock",
     "ResolveWith",
@@ -185,6 +190,57 @@ def _as_code(value: Any) -> int | None:
     return None
 
 
+#: Binance WebSocket API statuses of a refusal for the rate limit: 429 (a
+#: limit was broken; back off) and 418 (the IP is banned for repeating it).
+#: Binance "WebSocket API", rate limits (PROTOCOLS.md).
+RATE_LIMIT_STATUSES = frozenset({429, 418})
+
+
+class RateLimitedResponse(RateLimited, JsonRpcError):
+    """The server refused a request for its rate limit (Binance WebSocket API status 429 or 418).
+
+    Both a :class:`~zen_websocket.errors.RateLimited` (``except
+    zw.RateLimited`` catches it; ``retry_after`` in seconds) and a
+    :class:`~zen_websocket.errors.JsonRpcError` (``code``, ``message``,
+    ``data``, ``request_id``, ``method``), so code written for either keeps
+    working.
+
+    Attributes:
+        retry_after: seconds until the server accepts requests again
+            (``error.data.retryAfter`` minus ``serverTime``; without them,
+            until the next whole minute, when Binance's weight window resets).
+        status: the response's ``status`` (429 or 418 = banned).
+    """
+
+    def __init__(
+        self,
+        retry_after: float,
+        status: int,
+        code: int | None,
+        message: str,
+        data: Any = None,
+        request_id: Any = None,
+        method: str | None = None,
+    ) -> None:
+        JsonRpcError.__init__(self, code, message, data, request_id, method)
+        self.retry_after = retry_after
+        self.status = status
+
+
+def _retry_after(data: Any, now_ms: float) -> float:
+    """Seconds to wait from a Binance error's ``data`` (``retryAfter``/``serverTime``, ms)."""
+    retry_at = data.get("retryAfter") if isinstance(data, dict) else None
+    if isinstance(retry_at, (int, float)) and not isinstance(retry_at, bool):
+        server_now = data.get("serverTime")
+        # The server's own clock when given: a skewed local clock must not
+        # turn a two-minute ban into no wait at all.
+        if not isinstance(server_now, (int, float)) or isinstance(server_now, bool):
+            server_now = now_ms
+        return max(0.0, (retry_at - server_now) / 1000.0)
+    # No retryAfter: Binance's weight windows are whole UTC minutes.
+    return 60.0 - (now_ms / 1000.0) % 60.0
+
+
 def error_from_response(message: Any, method: str | None = None) -> JsonRpcError:
     """Build a :class:`~zen_websocket.errors.JsonRpcError` from an error response.
 
@@ -203,7 +259,8 @@ def error_from_response(message: Any, method: str | None = None) -> JsonRpcError
         method: the method of the request that failed, when known.
 
     Returns:
-        The exception (not raised).
+        The exception (not raised): a :class:`RateLimitedResponse` for a
+        Binance WebSocket API response with status 429 or 418.
     """
     try:
         if not isinstance(message, dict):
@@ -225,9 +282,12 @@ def error_from_response(message: Any, method: str | None = None) -> JsonRpcError
             code = _as_code(message.get("code"))
             text = message.get("msg", message.get("message"))
             data = message.get("data")
+        status = message.get("status")
         if text is None or text == "":
-            status = message.get("status")
             text = f"status {status}" if status is not None else "unknown error"
+        if status in RATE_LIMIT_STATUSES and not isinstance(status, bool):
+            retry_after = _retry_after(data, time.time() * 1000.0)
+            return RateLimitedResponse(retry_after, status, code, str(text), data, request_id, method)
         return JsonRpcError(code, str(text), data, request_id, method)
     except Exception as exc:  # a dict subclass with a hostile get(), say
         return JsonRpcError(None, f"malformed error response ({type(exc).__name__})", method=method)
@@ -550,7 +610,19 @@ class Correlator:
         """
         if not isinstance(message, dict):
             return None
-        key = _request_key(message.get("id"))
+        return self.take_id(message.get("id"))
+
+    def take_id(self, request_id: Any) -> PendingRequest | None:
+        """Stop tracking ``request_id`` as answered (its ``rtt`` is set), without completing it.
+
+        For answers that carry no ``id`` member: a subscription dialect that
+        matches its own acknowledgements (OKX ``event: subscribe`` per
+        channel, Bybit ``req_id``) names the request it answers.
+
+        Returns:
+            The request, or None if it is not tracked (or no int/str id).
+        """
+        key = _request_key(request_id)
         if key is None:
             return None
         with self._lock:

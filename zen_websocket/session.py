@@ -20,7 +20,12 @@ Events in, and what comes back:
 - ``frame_received(now)`` -> liveness (a float store on the hot path).
 - ``text_received(text, now)`` -> None (deliver it to the user) or an
   :class:`Inbound` action: a correlated response to complete, a heartbeat
-  reply, a Deribit ``test_request`` to answer, or traffic to swallow.
+  reply, a Deribit ``test_request`` to answer, or traffic to swallow. The
+  subscription dialect (:meth:`Session.use_dialect`) has its say first on
+  text carrying one of its markers: acknowledgements it matches itself
+  (OKX, Bybit) and control events that ask for a rotation (Binance
+  ``serverShutdown``, ``listenKeyExpired``); see
+  :mod:`zen_websocket.subscriptions`.
 - ``tick(now)`` -> a list of :class:`SendHeartbeat` / :class:`Dead` actions and
   the requests that timed out; ``next_wakeup()`` says when to tick again.
 
@@ -51,6 +56,7 @@ from .errors import (
 )
 from .heartbeat import HeartbeatMonitor
 from .reconnect import Backoff
+from .subscriptions import Dialect
 
 __all__ = [
     "Dead",
@@ -121,9 +127,12 @@ class Inbound:
     Attributes:
         kind: ``"response"`` (complete ``pending`` with ``message``),
             ``"heartbeat"`` (a reply to our heartbeat or a server heartbeat),
-            ``"test_request"`` (Deribit wants ``public/test`` now) or
+            ``"test_request"`` (Deribit wants ``public/test`` now),
             ``"coalesced"`` (a ``test_request`` while one answer is already in
-            flight: swallowed).
+            flight: swallowed), ``"ack"`` (a partial or orphaned subscription
+            acknowledgement: swallowed), ``"rotate"`` or ``"renew"`` (a
+            control event of the dialect: rotate the connection, after
+            :meth:`Dialect.renew` for ``"renew"``; delivered too).
         pending: the request a response completes.
         message: the decoded message.
         deliver: the user receives the message too (``send_message`` futures).
@@ -151,6 +160,7 @@ class Inbound:
 _HEARTBEAT = Inbound("heartbeat")
 _COALESCED = Inbound("coalesced")
 _TEST_REQUEST = Inbound("test_request")
+_ACK = Inbound("ack")
 
 
 def loss_reason(exc: BaseException | None) -> str:
@@ -211,6 +221,10 @@ class Session:
         # Text needs a look before delivery only when something may consume
         # it: a response to a request in flight, or heartbeat traffic.
         self.filters_text = self.heartbeat_type == "deribit" or self._expect is not None
+        # The client's subscription dialect, when it looks at incoming text
+        # itself (use_dialect): the substrings that make a message its business.
+        self.dialect: Dialect | None = None
+        self._dialect_markers: tuple[str, ...] = ()
 
         # Deribit test_request answers: at most one in flight. A server (or an
         # attacker) flooding test_requests gets one answer per round trip
@@ -275,8 +289,10 @@ class Session:
         return Retry(delay, self.attempts + 1)
 
     def connected(self, now: float) -> None:
-        """A connection is up: the heartbeat clock starts, the retry count resets."""
-        self._policy = self._fresh_policy()
+        """A connection is up: the heartbeat and connection-age clocks start.
+
+        (The retry count needs no reset here: the next loss starts a fresh loop.)
+        """
         self.test_in_flight = None
         age = self.config.max_connection_age
         self.rotate_at = None if age is None else now + age
@@ -289,6 +305,20 @@ class Session:
             self.heartbeat.stop()
         self.test_in_flight = None
         self.rotate_at = None
+        if self.dialect is not None:
+            self.dialect.forget_acks()
+
+    def use_dialect(self, dialect: Dialect) -> None:
+        """Let the client's subscription dialect look at incoming text with its markers.
+
+        Acknowledgements it matches itself (``ack_markers``) and control
+        events (``event_markers``); a dialect with neither costs nothing on
+        the receive path. Call before the first connection.
+        """
+        self.dialect = dialect
+        self._dialect_markers = tuple(dialect.ack_markers) + tuple(dialect.event_markers)
+        if self._dialect_markers:
+            self.filters_text = True
 
     def rotation_failed(self, now: float) -> None:
         """A rotation failed (the old connection stays): try again a tenth of the age later (at most a minute)."""
@@ -358,8 +388,13 @@ class Session:
             matched = text == expect if isinstance(expect, str) else _safe_predicate(expect, text)
             if matched:
                 return _HEARTBEAT
+        ours = False
+        for marker in self._dialect_markers:
+            if marker in text:
+                ours = True
+                break
         deribit = self.heartbeat_type == "deribit" and "heartbeat" in text
-        if not deribit and not (len(self.correlator) and jsonrpc.may_be_response(text)):
+        if not deribit and not ours and not (len(self.correlator) and jsonrpc.may_be_response(text)):
             return None
         try:
             message = json.loads(text)
@@ -370,6 +405,10 @@ class Session:
             return None
         if not isinstance(message, dict):
             return None
+        if ours:
+            action = self._dialect_message(message)
+            if action is not None:
+                return action
         if deribit and message.get("method") == "heartbeat":
             params = message.get("params")
             if isinstance(params, dict) and params.get("type") == "test_request":
@@ -388,6 +427,29 @@ class Session:
                 self.unmatched_responses += 1
             return None
         return Inbound("response", pending=pending, message=message, deliver=pending.deliver)
+
+    def _dialect_message(self, message: dict[str, Any]) -> Inbound | None:
+        """The dialect's verdict on a message with one of its markers (None: not its business)."""
+        dialect = self.dialect
+        assert dialect is not None
+        try:
+            ack = dialect.match_ack(message) if dialect.ack_markers else None
+            if ack is None:
+                action = dialect.event_action(message) if dialect.event_markers else None
+                return None if action is None else Inbound(action, message=message, deliver=True)
+        except Exception:
+            # Dialect code runs in the receive thread: a bug there must not
+            # end it; the message goes to the user as it is.
+            logger.exception("subscription dialect %r failed on a message", dialect)
+            return None
+        if not ack.done:
+            return _ACK
+        pending = self.correlator.take_id(ack.request_id)
+        if pending is None:
+            if ack.request_id is not None:
+                self.unmatched_responses += 1
+            return _ACK  # an acknowledgement nobody waits for any more: still not the user's
+        return Inbound("response", pending=pending, message=ack.response, deliver=pending.deliver)
 
 
 def _safe_predicate(predicate: Callable[[Any], bool], message: Any) -> bool:

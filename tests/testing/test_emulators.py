@@ -374,7 +374,7 @@ def test_binance_live_subscribe_unsubscribe_list(binance):
 def test_binance_control_errors():
     """Bad JSON is code 3, bad params code 1/2, unknown properties code 0, too many streams code 2."""
     with (
-        BinanceEmulator(ping_interval=None, max_streams=2, max_incoming_per_second=None) as emu,
+        BinanceEmulator(ping_interval=None, max_streams=2, max_incoming_per_second=None, error_shape="docs") as emu,
         connect(emu.url + "/ws") as ws,
     ):
         ws.send("{oops")

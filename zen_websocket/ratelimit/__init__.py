@@ -2,6 +2,7 @@
 
 - :mod:`.bucket`: :class:`RateLimiter`, the token bucket.
 - :mod:`.multi`: :class:`MultiRateLimiter`, several buckets taken together.
+- :mod:`.window`: :class:`FixedWindowLimiter`, a limit counted in fixed windows (Binance weight).
 - :mod:`.costs`: cost functions (``simple_cost``, ``deribit_cost``, ``binance_cost``).
 - :mod:`.exchanges`: every exchange number, each citing its source.
 - :mod:`.presets`: limiters built from those numbers.
@@ -32,6 +33,7 @@ from .exchanges import (
 from .multi import MultiRateLimiter, Route
 from .presets import binance_api_preset, binance_stream_preset, deribit_preset
 from .registry import acquire, consume, get, init, names, register, retry_after, shutdown, status
+from .window import FixedWindowLimiter
 
 __all__ = [
     "Clock",
@@ -44,6 +46,7 @@ __all__ = [
     "is_deribit_subscription",
     "RateLimiter",
     "MultiRateLimiter",
+    "FixedWindowLimiter",
     "deribit_preset",
     "binance_stream_preset",
     "binance_api_preset",

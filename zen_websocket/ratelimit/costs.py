@@ -14,6 +14,12 @@ from typing import Any
 
 from .exchanges import (
     BINANCE_DEPTH_WEIGHTS,
+    BINANCE_EXECUTION_RULES_WEIGHT_CAP,
+    BINANCE_EXECUTION_RULES_WEIGHT_PER_SYMBOL,
+    BINANCE_ORDER_TEST_COMMISSION_WEIGHT,
+    BINANCE_ORDER_TEST_WEIGHT,
+    BINANCE_TICKER_WEIGHT_CAP,
+    BINANCE_TICKER_WEIGHT_PER_SYMBOL,
     BINANCE_WEIGHTS,
     DERIBIT_MATCHING_ENGINE_METHODS,
     DERIBIT_MATCHING_ENGINE_PREFIX,
@@ -126,6 +132,21 @@ def _binance_depth_weight(params: Any) -> int:
     return BINANCE_DEPTH_WEIGHTS[-1][1]
 
 
+def _symbol_count(params: Any) -> int | None:
+    """1 for a ``symbol``, the length of a ``symbols`` list, None for neither (all symbols)."""
+    if not isinstance(params, dict):
+        return None
+    if params.get("symbol") is not None:
+        return 1
+    symbols = params.get("symbols")
+    if isinstance(symbols, list):
+        return len(symbols)
+    if isinstance(symbols, str):
+        # REST-style '["BTCUSDT","ETHUSDT"]' passed through as text.
+        return max(1, symbols.count(",") + 1)
+    return None
+
+
 def binance_cost(message: Any = None) -> int:
     """Binance WebSocket API request weight of ``message``.
 
@@ -138,7 +159,10 @@ def binance_cost(message: Any = None) -> int:
         ``ticker.book`` 2 for one symbol, 4 otherwise; ``ticker.24hr`` 2 for
         one to 20 symbols, 40 up to 100, 80 for more or all;
         ``openOrders.status`` 6 with a symbol, 80 without; 1 for anything
-        else, stream control (``SUBSCRIBE``...) and None.
+        else, stream control (``SUBSCRIBE``...) and None. ``ticker`` 4 per
+        symbol up to 50 symbols, 200 above; ``order.test`` 1, or 20 with
+        ``computeCommissionRates``; ``executionRules`` 2 per symbol up to
+        40, 40 for all symbols; ``myFilters`` 40, ``allOrderLists`` 20.
     """
     method, params = _method_and_params(message)
     if method is None:
@@ -157,6 +181,23 @@ def binance_cost(message: Any = None) -> int:
         if isinstance(symbols, list):
             return 2 if len(symbols) <= 20 else 40 if len(symbols) <= 100 else 80
         return 80
+    if method == "ticker":
+        # Binance "WebSocket API", rolling window price change statistics.
+        count = _symbol_count(params)
+        if count is None:
+            return BINANCE_TICKER_WEIGHT_CAP  # no symbol is refused; never undercount
+        return min(BINANCE_TICKER_WEIGHT_PER_SYMBOL * count, BINANCE_TICKER_WEIGHT_CAP)
+    if method == "order.test":
+        # Binance "WebSocket API", test new order: 20 when it computes commissions.
+        if has_params and params.get("computeCommissionRates") in (True, "true", "TRUE", "True"):
+            return BINANCE_ORDER_TEST_COMMISSION_WEIGHT
+        return BINANCE_ORDER_TEST_WEIGHT
+    if method == "executionRules":
+        # Binance "WebSocket API", query execution rules.
+        count = _symbol_count(params)
+        if count is None or (has_params and "symbolStatus" in params):
+            return BINANCE_EXECUTION_RULES_WEIGHT_CAP
+        return min(BINANCE_EXECUTION_RULES_WEIGHT_PER_SYMBOL * count, BINANCE_EXECUTION_RULES_WEIGHT_CAP)
     if method == "openOrders.status":
         # Binance "WebSocket API", current open orders: 6 / 80 for all symbols.
         return 6 if has_params and "symbol" in params else 80

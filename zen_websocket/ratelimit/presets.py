@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..errors import ConfigError
 from .bucket import Clock, RateLimiter
 from .costs import binance_cost, deribit_cost, is_deribit_subscription, is_matching_engine, simple_cost
 from .exchanges import (
@@ -20,9 +21,11 @@ from .exchanges import (
     DERIBIT_CREDIT_REFILL_PER_SECOND,
     DERIBIT_MATCHING_BURST,
     DERIBIT_MATCHING_RATE,
+    DERIBIT_MATCHING_TIERS,
     DERIBIT_SUBSCRIBE_RATE,
 )
 from .multi import MultiRateLimiter
+from .window import FixedWindowLimiter
 
 __all__ = ["deribit_preset", "binance_stream_preset", "binance_api_preset"]
 
@@ -38,8 +41,9 @@ def _deribit_route(message: Any) -> str | tuple[str, ...]:
 
 def deribit_preset(
     *,
-    matching_rate: float = DERIBIT_MATCHING_RATE,
-    matching_burst: float = DERIBIT_MATCHING_BURST,
+    tier: int | None = None,
+    matching_rate: float | None = None,
+    matching_burst: float | None = None,
     subscribe_rate: float = DERIBIT_SUBSCRIBE_RATE,
     clock: Clock = time.monotonic,
     name: str = "deribit",
@@ -48,18 +52,33 @@ def deribit_preset(
 
     Buckets: ``"credits"`` (non-matching-engine requests, 500 credits each,
     50,000 held, 10,000 refilled per second), ``"matching"`` (order entry and
-    cancels, ``matching_rate`` per second with bursts of ``matching_burst``;
-    defaults are the lowest tier) and ``"subscribe"`` (``subscribe_rate`` per
-    second, burst the same). Share one instance between the connections of a
-    sub-account: Deribit counts per sub-account, not per connection.
+    cancels, by account tier: Tier 1 30/s burst 100, Tier 2 20/s burst 50;
+    without a tier the lowest published figure, 2/s burst 2) and
+    ``"subscribe"`` (``subscribe_rate`` per second, burst the same). Share one
+    instance between the connections of a sub-account: Deribit counts per
+    sub-account, not per connection.
 
     Args:
-        matching_rate: your tier's matching-engine requests per second.
-        matching_burst: your tier's matching-engine burst.
+        tier: your account's matching-engine tier (1 or 2, the tiers with
+            published numbers); None for the lowest limit, safe on any tier.
+        matching_rate: matching-engine requests per second (overrides the tier's).
+        matching_burst: matching-engine burst (overrides the tier's).
         subscribe_rate: (un)subscribe requests per second.
         clock: monotonic clock (for tests).
         name: label in :meth:`MultiRateLimiter.status`.
+
+    Raises:
+        ConfigError: an unknown ``tier`` (option ``tier``).
     """
+    if tier is None:
+        rate, burst = DERIBIT_MATCHING_RATE, DERIBIT_MATCHING_BURST
+    elif tier in DERIBIT_MATCHING_TIERS and not isinstance(tier, bool):
+        rate, burst = DERIBIT_MATCHING_TIERS[tier]
+    else:
+        known = ", ".join(str(t) for t in DERIBIT_MATCHING_TIERS)
+        raise ConfigError("tier", f"Deribit publishes matching-engine limits for tiers {known}, got {tier!r}")
+    matching_rate = rate if matching_rate is None else matching_rate
+    matching_burst = burst if matching_burst is None else matching_burst
     buckets = {
         "credits": RateLimiter(
             DERIBIT_CREDIT_REFILL_PER_SECOND,
@@ -76,35 +95,42 @@ def deribit_preset(
 
 
 def binance_stream_preset(*, clock: Clock = time.monotonic, name: str = "binance_stream") -> RateLimiter:
-    """A fresh limiter for one Binance spot market-data stream connection.
+    """A fresh limiter for one Binance spot market-data stream connection: at most 5 messages in any second.
 
-    5 messages per second, burst 5: every frame the client sends counts,
-    pings, pongs and SUBSCRIBE/UNSUBSCRIBE included, so pongs should go
+    Every frame the client sends counts, pings, pongs and
+    SUBSCRIBE/UNSUBSCRIBE included (PROTOCOLS.md), so pongs should go
     through :meth:`RateLimiter.try_acquire` (skipped when no token is free)
-    or :meth:`RateLimiter.charge` (bounded debt). One instance per
-    connection: the limit is per connection.
+    or :meth:`RateLimiter.charge` (bounded debt). A bucket lets through its
+    burst plus its refill in any one second, so 5 per second with a burst
+    of 5 would admit 9: this one refills 4 per second with a burst of 1
+    (at most 5 in any one-second span, whether Binance counts in sliding or
+    fixed seconds). One instance per connection: the limit is per connection.
     """
+    burst = 1
     return RateLimiter(
-        BINANCE_STREAM_MESSAGES_PER_SECOND,
+        BINANCE_STREAM_MESSAGES_PER_SECOND - burst,
         1.0,
-        BINANCE_STREAM_MESSAGES_PER_SECOND,
+        burst,
         simple_cost,
         clock=clock,
         name=name,
     )
 
 
-def binance_api_preset(*, clock: Clock = time.monotonic, name: str = "binance_api") -> RateLimiter:
-    """A fresh limiter for the Binance WebSocket API ``REQUEST_WEIGHT`` (6000 per 60 s).
+def binance_api_preset(*, clock: Clock = time.time, name: str = "binance_api") -> FixedWindowLimiter:
+    """A fresh limiter for the Binance WebSocket API ``REQUEST_WEIGHT``: 6000 per fixed minute.
 
+    Binance counts the weight in fixed 1-minute windows aligned to the wall
+    clock (PROTOCOLS.md), so this is a :class:`FixedWindowLimiter` on
+    ``time.time``: at most 6000 weight in any one of Binance's minutes (a
+    token bucket with the same numbers admitted 12,000 in the first minute).
     Costs come from :func:`binance_cost`. The limit is per IP: share one
     instance between every connection from the same address, and
     :meth:`RateLimiter.charge` ``BINANCE_CONNECT_WEIGHT`` for each connect.
     """
-    return RateLimiter(
+    return FixedWindowLimiter(
         BINANCE_REQUEST_WEIGHT_LIMIT,
         BINANCE_REQUEST_WEIGHT_INTERVAL,
-        BINANCE_REQUEST_WEIGHT_LIMIT,
         binance_cost,
         clock=clock,
         name=name,

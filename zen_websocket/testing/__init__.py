@@ -20,16 +20,28 @@ Needs the ``testing`` extra (``pip install zen_websocket[testing]``):
 ``websockets`` and ``trustme``.
 """
 
+try:
+    import websockets  # noqa: F401  (the servers are built on it)
+except ImportError as exc:  # without the extra: say which one, not just "No module named 'websockets'"
+    raise ImportError(
+        "zen_websocket.testing needs the 'testing' extra (websockets, trustme): pip install 'zen_websocket[testing]'",
+        name=exc.name,
+    ) from exc
+
 from .binance import BinanceEmulator
+from .bybit import BybitEmulator
 from .deribit import DeribitEmulator
 from .feed import SequencedFeed, gaps
+from .okx import OkxEmulator
 from .server import MockConnection, MockWebSocketServer, StreamHandle
 
 __all__ = [
     "BinanceEmulator",
+    "BybitEmulator",
     "DeribitEmulator",
     "MockConnection",
     "MockWebSocketServer",
+    "OkxEmulator",
     "SequencedFeed",
     "StreamHandle",
     "gaps",

@@ -1,13 +1,24 @@
 """A Deribit API v2 emulator (JSON-RPC 2.0 over WebSocket) for client tests.
 
-It implements what a WebSocket client library exercises: heartbeats with
-``test_request``, authentication (client credentials, client signature,
-refresh token; connection-scoped tokens), public and private subscriptions,
-the credit-based rate limit and JSON-RPC errors. Trading methods are not
-emulated; add your own with :meth:`DeribitEmulator.register_method`.
+It implements what a WebSocket client library exercises, with Deribit's
+rules enforced: heartbeats with ``test_request`` and a deadline to answer
+them, authentication (client credentials, client signature, refresh token)
+with tokens that expire and die with their connection, public and private
+subscriptions to channels that exist (a fixed list of instruments), the
+credit-based rate limit (10028, then the session ends), the 32 kB frame
+limit (-32600) and JSON-RPC errors. Trading methods are not emulated; add
+your own with :meth:`DeribitEmulator.register_method`.
 
 Source for every constant: Deribit API v2 documentation (docs.deribit.com),
 summarised in the project's PROTOCOLS.md.
+
+Test speed: Deribit's times are seconds to minutes. Every one of them is a
+constructor argument (``min_heartbeat_interval``, ``test_request_timeout``,
+``expires_in``, the credit bucket's numbers), so a test runs them in
+milliseconds without touching a module constant; a client is told the lower
+heartbeat minimum with ``heartbeat_config={"type": "deribit", "interval": ...,
+"min_interval": emulator.min_heartbeat_interval}`` (or the Deribit adapter's
+``heartbeat_min_interval=``).
 
 Example::
 
@@ -35,10 +46,20 @@ from websockets.exceptions import ConnectionClosed
 
 from .server import Message, MockConnection, MockWebSocketServer, StreamHandle, Timer
 
-__all__ = ["DeribitEmulator", "DeribitSession", "CreditBucket", "RpcError"]
+__all__ = [
+    "DeribitEmulator",
+    "DeribitSession",
+    "CreditBucket",
+    "RpcError",
+    "INSTRUMENTS",
+    "INDEXES",
+    "channel_exists",
+    "signature_for",
+]
 
-# JSON-RPC / Deribit error codes (docs.deribit.com, "Error codes").
+# JSON-RPC / Deribit error codes (docs.deribit.com, "Error codes"; PROTOCOLS.md).
 PARSE_ERROR = -32700
+INVALID_REQUEST = -32600  # also "request entity too large": frames over 32 kB
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 TOO_MANY_REQUESTS = 10028
@@ -46,15 +67,109 @@ INVALID_CREDENTIALS = 13004
 UNAUTHORIZED = 13009
 VALUE_REQUIRED = 13010
 
-# Deribit: "interval" of public/set_heartbeat must be at least 10 seconds.
+# Deribit: "interval" of public/set_heartbeat is an integer, at least 10 seconds.
 MIN_HEARTBEAT_INTERVAL = 10.0
 # Deribit rate limits (non-matching-engine requests): 500 credits per request,
 # 50,000 credits max, refilled at 10,000 credits/s (docs.deribit.com, "Rate Limits").
 REQUEST_COST = 500
 BUCKET_CAPACITY = 50_000
 REFILL_PER_SECOND = 10_000
+# Deribit refuses frames over 32 kB with -32600 (PROTOCOLS.md), counted here
+# as 32 KiB of UTF-8.
+MAX_FRAME_BYTES = 32 * 1024
+# A real refresh_token is 214 characters (the recorded www.deribit.com session
+# of issue 10): long enough that a log line cut at 500 characters can hold most
+# of one, which is what the secret-masking tests need to see.
+TOKEN_LENGTH = 214
 
 API_VERSION = "1.2.26"
+
+#: The instruments whose channels exist (a fixed list: perpetuals and spot
+#: pairs named as on docs.deribit.com). Pass ``instruments=`` to add others.
+INSTRUMENTS = frozenset(
+    {
+        "BTC-PERPETUAL",
+        "ETH-PERPETUAL",
+        "BTC_USDC-PERPETUAL",
+        "ETH_USDC-PERPETUAL",
+        "SOL_USDC-PERPETUAL",
+        "BTC_USDC",
+        "ETH_USDC",
+        "ETH_BTC",
+    }
+)
+#: The price indexes whose channels exist (``deribit_price_index.btc_usd``...).
+INDEXES = frozenset({"btc_usd", "eth_usd", "btc_usdc", "eth_usdc", "sol_usdc", "eth_btc"})
+
+# Channel names, docs.deribit.com "Subscriptions": each shape is a tuple of
+# literal segments and {placeholders}; a channel exists when it matches one
+# shape with every placeholder taking an allowed value.
+_CHANNEL_SHAPES: tuple[tuple[str, ...], ...] = (
+    ("announcements",),
+    ("platform_state",),
+    ("book", "{instrument}", "{interval}"),
+    ("book", "{instrument}", "{group}", "{depth}", "{interval}"),
+    ("chart", "trades", "{instrument}", "{resolution}"),
+    ("deribit_price_index", "{index}"),
+    ("deribit_price_ranking", "{index}"),
+    ("deribit_volatility_index", "{index}"),
+    ("estimated_expiration_price", "{index}"),
+    ("incremental_ticker", "{instrument}"),
+    ("instrument", "state", "{kind}", "{currency}"),
+    ("markprice", "options", "{index}"),
+    ("perpetual", "{instrument}", "{interval}"),
+    ("quote", "{instrument}"),
+    ("ticker", "{instrument}", "{interval}"),
+    ("trades", "{instrument}", "{interval}"),
+    ("trades", "{kind}", "{currency}", "{interval}"),
+    ("user", "access_log"),
+    ("user", "lock"),
+    ("user", "changes", "{instrument}", "{interval}"),
+    ("user", "changes", "{kind}", "{currency}", "{interval}"),
+    ("user", "orders", "{instrument}", "{interval}"),
+    ("user", "orders", "{kind}", "{currency}", "{interval}"),
+    ("user", "portfolio", "{currency_lower}"),
+    ("user", "trades", "{instrument}", "{interval}"),
+    ("user", "trades", "{kind}", "{currency}", "{interval}"),
+)
+_CURRENCIES = frozenset({"BTC", "ETH", "USDC", "USDT", "EURR", "any"})
+_PLACEHOLDER_VALUES: dict[str, frozenset[str]] = {
+    "interval": frozenset({"raw", "100ms", "agg2"}),
+    "group": frozenset({"none", "1", "2", "5", "10", "25", "100", "250"}),
+    "depth": frozenset({"1", "10", "20"}),
+    "resolution": frozenset({"1", "3", "5", "10", "15", "30", "60", "120", "180", "360", "720", "1D"}),
+    "kind": frozenset({"future", "option", "spot", "future_combo", "option_combo", "any"}),
+    "currency": _CURRENCIES,
+    "currency_lower": frozenset(c.lower() for c in _CURRENCIES),
+}
+
+
+def channel_exists(
+    channel: str,
+    instruments: Iterable[str] = INSTRUMENTS,
+    indexes: Iterable[str] = INDEXES,
+) -> bool:
+    """Whether ``channel`` names a Deribit channel of an instrument (or index) that exists.
+
+    Args:
+        channel: e.g. ``"book.BTC-PERPETUAL.100ms"``, ``"user.orders.any.any.raw"``.
+        instruments: the instrument names that exist.
+        indexes: the index names that exist.
+
+    Returns:
+        True when the channel matches one of Deribit's channel shapes with
+        known values (instrument, index, interval, kind, currency...).
+    """
+    values = {**_PLACEHOLDER_VALUES, "instrument": frozenset(instruments), "index": frozenset(indexes)}
+    parts = channel.split(".")
+    for shape in _CHANNEL_SHAPES:
+        if len(shape) == len(parts) and all(
+            part in values[segment[1:-1]] if segment.startswith("{") else part == segment
+            for segment, part in zip(shape, parts, strict=True)
+        ):
+            return True
+    return False
+
 
 SAME_AS_INTERVAL = -1.0
 """``test_request_timeout`` default: answer within one heartbeat interval."""
@@ -124,9 +239,18 @@ class DeribitSession:
     heartbeat_timer: Timer | None = None
     heartbeats_sent: int = 0
     test_requests_sent: int = 0
+    """``test_request`` notifications sent; the n-th one is test_request number n."""
     test_requests_answered: int = 0
-    pending_test_request: bool = False
+    """``public/test`` calls that answered an outstanding ``test_request``."""
+    answered_through: int = 0
+    """The number of the last ``test_request`` a ``public/test`` came after."""
     bucket: CreditBucket | None = None
+    scope: str = "connection mainaccount"
+
+    @property
+    def pending_test_request(self) -> bool:
+        """Whether a ``test_request`` was sent and no ``public/test`` came after it."""
+        return self.answered_through < self.test_requests_sent
 
     @property
     def authenticated(self) -> bool:
@@ -150,6 +274,15 @@ def signature_for(secret: str, timestamp: int, nonce: str, data: str = "") -> st
 RpcMethod = Callable[[MockConnection, dict[str, Any]], Any]
 
 
+def _request_id(message: Message) -> Any:
+    """The ``id`` of a request frame, or None when it has none or is not JSON."""
+    try:
+        request = json.loads(message)
+    except (ValueError, RecursionError):
+        return None
+    return request.get("id") if isinstance(request, dict) else None
+
+
 class DeribitEmulator(MockWebSocketServer):
     """Deribit API v2 over WebSocket, enough for client tests.
 
@@ -159,22 +292,42 @@ class DeribitEmulator(MockWebSocketServer):
     ``public/unsubscribe_all``, ``private/unsubscribe_all``; anything else
     answers -32601 unless added with :meth:`register_method`.
 
+    Rules enforced, as on Deribit (PROTOCOLS.md):
+
+    * **Auth**: ``private/*`` methods need ``public/auth`` on this connection
+      (13009 otherwise); wrong credentials or a bad signature are 13004.
+      Tokens expire after ``expires_in`` seconds (13009 again), a
+      ``refresh_token`` grant works once per refresh token, and every token
+      dies with its connection.
+    * **Heartbeat deadline**: a ``test_request`` not followed by a
+      ``public/test`` within ``test_request_timeout`` closes the connection
+      (code 1000, reason ``"test_request not answered"``); one that was
+      answered never does, however often they come.
+    * **Credits**: over the bucket a request is answered 10028
+      ``too_many_requests`` and the session ends (the connection is closed,
+      code 1000, reason ``"too_many_requests"``).
+    * **Frames over 32 kB** are answered -32600 and not executed.
+    * **Only real channels**: a subscribe grants only channels of Deribit's
+      shapes (``book.BTC-PERPETUAL.100ms``, ``user.orders.any.any.raw``...)
+      whose instrument is in ``instruments`` (index in ``indexes``); others
+      are left out of the result, as Deribit answers ``"result": []``
+      for an unknown instrument.
+    * ``public/set_heartbeat`` takes an integer of at least 10 seconds.
+
     Choices where Deribit's behaviour is not spelled out:
 
     * ``public/subscribe`` silently leaves private channels (``user.*``,
-      ``*.raw``) out of its result; ``private/subscribe`` needs an
-      authenticated connection (13009 otherwise). Channels in
-      ``fail_channels`` are always left out of the result.
+      ``*.raw``) out of its result. Channels in ``fail_channels`` are always
+      left out of the result.
     * The rate limit is per connection (Deribit's is per sub-account).
-    * After a ``test_request`` that is not answered with ``public/test``
-      within ``test_request_timeout``, the connection is closed with code
-      1000, reason ``"test_request not answered"`` (Deribit closes it).
+    * A frame over the limit is still parsed to answer with its id.
 
     Args:
         credentials: ``client_id -> client_secret`` accepted by ``public/auth``.
         expires_in: Access token lifetime in seconds (may be fractional for tests).
         min_heartbeat_interval: Smallest ``set_heartbeat`` interval accepted
-            (Deribit: 10 s; lower it so tests run in milliseconds).
+            (Deribit: 10 s, an integer). Lower it so tests run in
+            milliseconds; below 1 s fractional intervals are accepted.
         test_request_every: Every n-th heartbeat tick is a ``test_request``
             (1: all of them; ``None``: never).
         test_request_timeout: Seconds to answer a ``test_request``; the
@@ -182,8 +335,13 @@ class DeribitEmulator(MockWebSocketServer):
             ``None`` never closes.
         rate_limit_enabled: Enforce the credit bucket.
         request_cost, bucket_capacity, refill_per_second: Credit bucket parameters.
-        close_on_rate_limit: Also close the connection after answering
-            10028 (Deribit terminates the session; off by default).
+        close_on_rate_limit: Close the connection after answering 10028
+            (Deribit terminates the session); False keeps it open.
+        max_frame_bytes: Larger frames are refused with -32600 (None: no limit).
+        instruments, indexes: The instruments and indexes whose channels exist.
+        check_channels: Grant only channels that exist; False grants any name
+            (for tests that use made-up channel names).
+        token_length: Length of the access and refresh tokens handed out.
         fail_channels: Channels never granted by subscribe.
         delay: Seconds before every response is sent (responses are sent
             from the timer thread, in order of due time).
@@ -205,7 +363,12 @@ class DeribitEmulator(MockWebSocketServer):
         request_cost: float = REQUEST_COST,
         bucket_capacity: float = BUCKET_CAPACITY,
         refill_per_second: float = REFILL_PER_SECOND,
-        close_on_rate_limit: bool = False,
+        close_on_rate_limit: bool = True,
+        max_frame_bytes: int | None = MAX_FRAME_BYTES,
+        instruments: Iterable[str] = INSTRUMENTS,
+        indexes: Iterable[str] = INDEXES,
+        check_channels: bool = True,
+        token_length: int = TOKEN_LENGTH,
         fail_channels: Iterable[str] = (),
         delay: float = 0.0,
         method_delays: Mapping[str, float] | None = None,
@@ -223,6 +386,11 @@ class DeribitEmulator(MockWebSocketServer):
         self.bucket_capacity = bucket_capacity
         self.refill_per_second = refill_per_second
         self.close_on_rate_limit = close_on_rate_limit
+        self.max_frame_bytes = max_frame_bytes
+        self.instruments = set(instruments)
+        self.indexes = set(indexes)
+        self.check_channels = check_channels
+        self.token_length = token_length
         self.fail_channels = set(fail_channels)
         self.delay = delay
         self.method_delays = dict(method_delays or {})
@@ -235,6 +403,12 @@ class DeribitEmulator(MockWebSocketServer):
         """Connections closed for not answering a ``test_request``."""
         self.rate_limited = 0
         """Requests answered with 10028."""
+        self.unauthorized = 0
+        """Requests answered with 13009 (not authenticated, or the token expired)."""
+        self.oversized = 0
+        """Frames refused with -32600 for being over ``max_frame_bytes``."""
+        self.tokens_issued: list[str] = []
+        """Every access and refresh token handed out, in order (for secret-masking tests)."""
         self._methods: dict[str, RpcMethod] = {
             "public/test": self._public_test,
             "public/set_heartbeat": self._set_heartbeat,
@@ -288,8 +462,9 @@ class DeribitEmulator(MockWebSocketServer):
     def all_subscriptions(self) -> set[str]:
         """Channels subscribed on any open connection."""
         channels: set[str] = set()
+        connections = self.connections  # taken before _session_lock: wait_for() holds _cond while it asks
         with self._session_lock:
-            for conn in self.connections:
+            for conn in connections:
                 channels |= self.session(conn).channels
         return channels
 
@@ -335,6 +510,36 @@ class DeribitEmulator(MockWebSocketServer):
 
         return self.start_feed(tick, interval, count)
 
+    def revoke_refresh_tokens(self) -> int:
+        """Invalidate every open connection's refresh token (the next refresh grant is 13004).
+
+        Access tokens stay valid until they expire. Returns the number of
+        connections whose refresh token was revoked.
+        """
+        revoked = 0
+        with self._session_lock:
+            for conn in self.connections:
+                session = self.session(conn)
+                if session.refresh_token is not None:
+                    session.refresh_token = None
+                    revoked += 1
+        return revoked
+
+    def expire_access_tokens(self) -> int:
+        """Make every open connection's access token expire now (private calls are 13009).
+
+        Returns the number of connections whose token expired.
+        """
+        expired = 0
+        now = time.monotonic()
+        with self._session_lock:
+            for conn in self.connections:
+                session = self.session(conn)
+                if session.access_token is not None:
+                    session.token_expires_at = now
+                    expired += 1
+        return expired
+
     def send_test_request(self, conn: MockConnection | None = None) -> int:
         """Send a ``test_request`` heartbeat now (to ``conn`` or every connection)."""
         conns = [conn] if conn is not None else self.connections
@@ -352,6 +557,17 @@ class DeribitEmulator(MockWebSocketServer):
 
     def message_received(self, conn: MockConnection, message: Message) -> Any:
         us_in = int(time.time() * 1_000_000)
+        size = len(message.encode("utf-8", "surrogatepass")) if isinstance(message, str) else len(message)
+        if self.max_frame_bytes is not None and size > self.max_frame_bytes:
+            with self._cond:
+                self.oversized += 1
+            return self._error_response(
+                _request_id(message),
+                INVALID_REQUEST,
+                "request entity too large",
+                us_in,
+                {"max_bytes": self.max_frame_bytes},
+            )
         try:
             request = json.loads(message)
         except ValueError:
@@ -371,6 +587,7 @@ class DeribitEmulator(MockWebSocketServer):
                 self.rate_limited += 1
             self._reply(conn, method, self._error_response(request_id, TOO_MANY_REQUESTS, "too_many_requests", us_in))
             if self.close_on_rate_limit:
+                # Deribit: "the session is then terminated" (PROTOCOLS.md).
                 conn.close(1000, "too_many_requests", wait=False)
             return None
         fn = self._methods.get(method)
@@ -427,9 +644,15 @@ class DeribitEmulator(MockWebSocketServer):
         token = params.get("access_token")
         with self._session_lock:
             if token is not None and token != session.access_token:
-                raise RpcError(UNAUTHORIZED, "unauthorized", {"reason": "invalid_token"})
-            if not session.authenticated:
-                raise RpcError(UNAUTHORIZED, "unauthorized")
+                refusal = RpcError(UNAUTHORIZED, "unauthorized", {"reason": "invalid_token"})
+            elif not session.authenticated:
+                refusal = RpcError(UNAUTHORIZED, "unauthorized")
+            else:
+                return
+        with self._cond:
+            self.unauthorized += 1
+            self._cond.notify_all()
+        raise refusal
 
     @staticmethod
     def _required(params: Mapping[str, Any], name: str) -> Any:
@@ -443,7 +666,7 @@ class DeribitEmulator(MockWebSocketServer):
         session = self.session(conn)
         with self._session_lock:
             if session.pending_test_request:
-                session.pending_test_request = False
+                session.answered_through = session.test_requests_sent
                 session.test_requests_answered += 1
         if params.get("expected_result") == "exception":
             raise RpcError(11094, "internal_server_error", "expected_result: exception")
@@ -451,15 +674,16 @@ class DeribitEmulator(MockWebSocketServer):
 
     def _set_heartbeat(self, conn: MockConnection, params: dict[str, Any]) -> Any:
         interval = self._required(params, "interval")
-        if (
-            not isinstance(interval, int | float)
-            or isinstance(interval, bool)
-            or interval < self.min_heartbeat_interval
-        ):
+        # Deribit takes an integer; at test speed (a minimum under a second)
+        # fractions are what make sense.
+        whole = self.min_heartbeat_interval >= 1
+        number = isinstance(interval, int) or (isinstance(interval, float) and not whole)
+        if not number or isinstance(interval, bool) or interval < self.min_heartbeat_interval:
+            shown = "an integer" if whole else "a number"
             raise RpcError(
                 INVALID_PARAMS,
                 "Invalid params",
-                {"param": "interval", "reason": f"must be a number >= {self.min_heartbeat_interval:g}"},
+                {"param": "interval", "reason": f"must be {shown} >= {self.min_heartbeat_interval:g}"},
             )
         session = self.session(conn)
         with self._session_lock:
@@ -477,7 +701,7 @@ class DeribitEmulator(MockWebSocketServer):
                 session.heartbeat_timer.cancel()
             session.heartbeat_timer = None
             session.heartbeat_interval = None
-            session.pending_test_request = False
+            session.answered_through = session.test_requests_sent  # nothing is owed any more
         return "ok"
 
     def _heartbeat_tick(self, conn: MockConnection) -> None:
@@ -494,24 +718,27 @@ class DeribitEmulator(MockWebSocketServer):
         session = self.session(conn)
         if kind == "test_request":
             with self._session_lock:
-                already_pending = session.pending_test_request
-                session.pending_test_request = True
                 session.test_requests_sent += 1
+                number = session.test_requests_sent
                 interval = session.heartbeat_interval
             timeout = self.test_request_timeout
             if timeout == SAME_AS_INTERVAL:
                 timeout = interval
-            if timeout is not None and not already_pending:
-                conn.call_later(timeout, lambda: self._check_test_request(conn))
+            if timeout is not None:
+                # The deadline belongs to this test_request, by number: the next
+                # one (due at the same moment when the timeout is the interval)
+                # must not be mistaken for this one left unanswered.
+                conn.call_later(timeout, lambda: self._check_test_request(conn, number))
         try:
             conn.send({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": kind}})
         except ConnectionClosed:
             pass
 
-    def _check_test_request(self, conn: MockConnection) -> None:
+    def _check_test_request(self, conn: MockConnection, number: int) -> None:
+        """Timer thread: close the connection if test_request ``number`` got no ``public/test`` after it."""
         session = self.session(conn)
         with self._session_lock:
-            missed = session.pending_test_request
+            missed = session.answered_through < number
         if missed and conn.is_open:
             with self._cond:
                 self.heartbeat_timeouts += 1
@@ -554,21 +781,31 @@ class DeribitEmulator(MockWebSocketServer):
             with self._cond:
                 self.auth_log.append((conn.id, str(grant_type), ok))
                 self._cond.notify_all()
-        access_token = "at-" + secrets.token_hex(12)
-        refresh_token = "rt-" + secrets.token_hex(12)
+        access_token = self._new_token("at-")
+        refresh_token = self._new_token("rt-")
+        scope = params.get("scope")
         with self._session_lock:
             session.client_id = client_id
             session.access_token = access_token
             session.refresh_token = refresh_token
             session.token_expires_at = time.monotonic() + self.expires_in
+            if grant_type != "refresh_token":
+                session.scope = f"{scope} mainaccount" if isinstance(scope, str) and scope else "connection mainaccount"
+            granted_scope = session.scope
+        with self._cond:
+            self.tokens_issued += [access_token, refresh_token]
         return {
             "access_token": access_token,
             "expires_in": self.expires_in,
             "refresh_token": refresh_token,
-            "scope": "connection mainaccount",
+            "scope": granted_scope,
             "token_type": "bearer",
             "enabled_features": [],
         }
+
+    def _new_token(self, prefix: str) -> str:
+        body = secrets.token_urlsafe(self.token_length)
+        return (prefix + body)[: max(self.token_length, len(prefix) + 8)]
 
     def _channels_param(self, params: Mapping[str, Any]) -> list[str]:
         channels = self._required(params, "channels")
@@ -578,8 +815,13 @@ class DeribitEmulator(MockWebSocketServer):
             )
         return channels
 
+    def _grants(self, channel: str, private: bool) -> bool:
+        if channel in self.fail_channels or (not private and _is_private_channel(channel)):
+            return False
+        return not self.check_channels or channel_exists(channel, self.instruments, self.indexes)
+
     def _subscribe(self, conn: MockConnection, channels: list[str], private: bool) -> list[str]:
-        granted = [c for c in channels if c not in self.fail_channels and (private or not _is_private_channel(c))]
+        granted = [c for c in channels if self._grants(c, private)]
         session = self.session(conn)
         with self._session_lock:
             session.channels.update(granted)

@@ -24,6 +24,7 @@ One module per concern; import from this package, not from them:
   the extension points the exchange emulators override.
 * ``recording``: what clients sent; waiting on it and asserting it.
 * ``sending``: inject_message, ping_all, streams and feeds (:class:`StreamHandle`).
+* ``replay``: recordings (``record_to`` files) served back to clients.
 * ``faults``: disconnects, drops, stalls, refusals, handshake rejections, plans.
 * ``connection``: :class:`MockConnection`, one client connection.
 * ``sockets``: the accept thread and the socket that plays a half-open peer.
@@ -40,6 +41,7 @@ Threads (all named ``mock-ws-...`` and joined by :meth:`MockWebSocketServer.stop
 * ``mock-ws-timer-<port>``: runs timed actions (fault plans, timed stalls,
   emulator heartbeats and pings).
 * ``mock-ws-stream-<n>``: one per :meth:`MockWebSocketServer.start_stream` feed.
+* ``mock-ws-replay-<id>``: one per connection while a recording is served to it.
 * ``mock-ws-close-<id>``: short-lived, closes a connection without blocking the
   thread that asked (e.g. a timer or the receive thread).
 

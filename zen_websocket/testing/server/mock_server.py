@@ -5,12 +5,13 @@ from __future__ import annotations
 from .faults import _Faults
 from .lifecycle import _Lifecycle
 from .recording import _Recording
+from .replay import _Replay
 from .sending import _Sending
 
 __all__ = ["MockWebSocketServer"]
 
 
-class MockWebSocketServer(_Recording, _Faults, _Sending, _Lifecycle):
+class MockWebSocketServer(_Replay, _Recording, _Faults, _Sending, _Lifecycle):
     """A WebSocket server on loopback for tests, with fault injection.
 
     Start it with ``with MockWebSocketServer() as server:`` (or
@@ -64,4 +65,9 @@ class MockWebSocketServer(_Recording, _Faults, _Sending, _Lifecycle):
         history: Closed connections to remember in :attr:`all_connections`
             (with their handshake records); ``None`` remembers every one.
             Long soak runs bound it so the server's memory stays flat.
+        replay: Path of a ``record_to`` recording whose incoming frames are
+            sent, in order, to every client that connects (see
+            :meth:`serve_recording`, which also takes ``closes=``).
+        realtime: With ``replay``: keep the recorded gaps between frames.
+        speed: With ``replay`` and ``realtime``: divides the gaps.
     """
