@@ -789,3 +789,24 @@ def test_waiter_result_with_zero_timeout_does_not_wait():
             waiter.result(0)  # at once, not after the result arrives
     finally:
         timer.join()
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "request_id"),
+    [
+        ("public/test", None, 7),
+        ("private/buy", {"amount": 10, "label": "é\"x"}, 8),
+        ("m", [1, 2.5, None], "abc-\"1"),
+        ("ünïcode", (1, 2), 0),
+    ],
+)
+def test_encode_request_gives_the_bytes_json_dumps_would(method, params, request_id):
+    """One request builder: the encoded envelope equals compact json.dumps of the same object."""
+    import json
+
+    from zen_websocket.jsonrpc import encode_request
+
+    request, payload = encode_request(method, params, request_id)
+    assert request == build_request(method, params, request_id)
+    assert payload == json.dumps(request, separators=(",", ":")).encode()
+    assert json.loads(payload) == json.loads(json.dumps(request))

@@ -54,8 +54,7 @@ from .inbox import CLOSED, Inbox
 from .protocol import OP_BINARY, OP_TEXT
 from .scheduler import TIMER_THREAD
 from .session import Session
-from .subscriptions import SubscriptionSet, get_dialect, plan_restore
-from .subscriptions import _channel_list as channel_list
+from .subscriptions import SubscriptionSet, channel_list, get_dialect, plan_restore
 
 __all__ = ["Client", "ConnectionState", "close_all", "connect", "open_clients"]
 
@@ -308,7 +307,7 @@ class Client:
                 "client's heartbeats; use request_async() there"
             )
         timeout = self.config.request_timeout if timeout is None else timeout
-        message, payload = _build_request(method, params)
+        message, payload = jsonrpc.encode_request(method, params)
         # One blocked caller: a Waiter, not a Future (see jsonrpc.Waiter); its
         # deadline is the caller's own wait, not a timer.
         future = self._send_tracked(message["id"], method, message, payload, None, future=jsonrpc.Waiter())
@@ -332,7 +331,7 @@ class Client:
         so keep them short.
         """
         timeout = self.config.request_timeout if timeout is None else timeout
-        message, payload = _build_request(method, params)
+        message, payload = jsonrpc.encode_request(method, params)
         return self._send_tracked(message["id"], method, message, payload, timeout)
 
     def subscribe(self, channels: str | Iterable[str], *, wait: bool = False, timeout: float | None = None) -> None:
@@ -590,12 +589,12 @@ class Client:
 
     def _internal_request_async(self, method: str, params: Any, *, charge: bool = False) -> Future[Any]:
         """A request the library makes; its response is not delivered to the user."""
-        message = jsonrpc.build_request(method, params)
+        message, payload = jsonrpc.encode_request(method, params)
         return self._send_tracked(
             message["id"],
             method,
             message,
-            _dumps(message),
+            payload,
             self.config.request_timeout,
             resolve_with="response",
             internal=True,
@@ -839,21 +838,3 @@ def _dumps(data: Any) -> bytes:
 def _heartbeat_seconds(value: float) -> float | int:
     # Deribit's public/set_heartbeat takes an integer; 30.0 is sent as 30.
     return int(value) if value == int(value) else value
-
-
-_encode_json_str = json.encoder.encode_basestring_ascii  # C-accelerated, as json.dumps uses
-
-
-def _build_request(method: str, params: Any) -> tuple[dict[str, Any], bytes]:
-    """A JSON-RPC request and its encoding, encoded once (TypeError before anything is sent)."""
-    if not isinstance(method, str) or not method:
-        raise TypeError(f"method must be a non-empty str, got {method!r}")
-    request_id = jsonrpc.next_id()
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-    # The envelope is formatted directly (the same bytes json.dumps would give);
-    # only params go through the encoder.
-    head = f'{{"jsonrpc":"2.0","id":{request_id},"method":{_encode_json_str(method)}'
-    if params is None:
-        return message, (head + "}").encode("utf-8")
-    message["params"] = params
-    return message, head.encode("utf-8") + b',"params":' + _dumps(params) + b"}"

@@ -69,9 +69,13 @@ from .session import Dead, Retry, Rotate, SendHeartbeat, Session, Stop, loss_rea
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["READ_CHUNK", "Driver", "Link", "ConnectionState"]
+__all__ = ["CLOSED_BY_CLIENT", "READ_CHUNK", "Driver", "Link", "ConnectionState"]
 
 logger = logging.getLogger(__name__)
+
+#: The ``close`` event's reason when the user called ``close()`` (the one end a
+#: supervisor never restarts).
+CLOSED_BY_CLIENT = "closed by client"
 
 # One read per burst: a backlog of small frames is parsed from memory with
 # one system call (WEBSOCKET-CLIENT-NOTES: about 2x the throughput of
@@ -1038,7 +1042,7 @@ class Driver:
 
     # -- closing ----------------------------------------------------------------
 
-    def close(self, timeout: float, *, reason: str = "closed by client") -> None:
+    def close(self, timeout: float, *, reason: str = CLOSED_BY_CLIENT) -> None:
         """Close for good: close frame, bounded wait, then join every thread (bounded by ``timeout``).
 
         ``reason`` is what the ``close`` event reports (a refused connection
@@ -1077,7 +1081,7 @@ class Driver:
         if rotating is not None:
             rotating.abort()
         # Before joining: a connect callback or a restore may be waiting on a request.
-        self.fail_pending(ConnectionLost(1000, "closed by client"))
+        self.fail_pending(ConnectionLost(1000, CLOSED_BY_CLIENT))
         for thread in (*self._receivers, self._connect_thread, self._rotate_thread):
             if thread is not None and thread is not me and thread.is_alive():
                 thread.join(max(0.05, deadline - time.monotonic()))

@@ -51,6 +51,7 @@ __all__ = [
     "ResolveWith",
     "next_id",
     "build_request",
+    "encode_request",
     "classify",
     "error_from_response",
     "may_be_response",
@@ -119,6 +120,25 @@ def build_request(method: str, params: Any = None, id: int | str | None = None) 
             encoded as strict JSON (unencodable objects, NaN or infinities,
             circular references).
     """
+    return encode_request(method, params, id)[0]
+
+
+_encode_json_str = json.encoder.encode_basestring_ascii  # C-accelerated, as json.dumps uses
+
+
+def encode_request(method: str, params: Any = None, id: int | str | None = None) -> tuple[dict[str, Any], bytes]:
+    """:func:`build_request` and its compact JSON encoding, encoded once.
+
+    The envelope is formatted directly (the same bytes ``json.dumps`` with
+    compact separators gives); only ``params`` goes through the encoder. The
+    client's send path uses this, so a request is encoded exactly once.
+
+    Returns:
+        ``(request, payload)``: the request object and its UTF-8 JSON text.
+
+    Raises:
+        TypeError: as :func:`build_request`.
+    """
     if not isinstance(method, str) or not method:
         raise TypeError(f"JSON-RPC method must be a non-empty str, got {method!r}")
     if id is None:
@@ -127,18 +147,21 @@ def build_request(method: str, params: Any = None, id: int | str | None = None) 
         # bool is an int subclass, but True as an id is always a bug.
         raise TypeError(f"JSON-RPC id must be an int or str, got {type(id).__name__}")
     request: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
-    if params is not None:
-        # JSON-RPC 2.0 section 4.2: params MUST be a structured value.
-        if not isinstance(params, (dict, list, tuple)):
-            raise TypeError(f"JSON-RPC params must be a dict or list, got {type(params).__name__}")
-        try:
-            # allow_nan=False: NaN and Infinity are not JSON; servers reject
-            # them with an unhelpful parse error, so refuse them here.
-            json.dumps(params, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"params of {method!r} cannot be encoded as JSON: {exc}") from exc
-        request["params"] = params
-    return request
+    shown_id = _encode_json_str(id) if isinstance(id, str) else str(id)
+    head = f'{{"jsonrpc":"2.0","id":{shown_id},"method":{_encode_json_str(method)}'
+    if params is None:
+        return request, (head + "}").encode("utf-8")
+    # JSON-RPC 2.0 section 4.2: params MUST be a structured value.
+    if not isinstance(params, (dict, list, tuple)):
+        raise TypeError(f"JSON-RPC params must be a dict or list, got {type(params).__name__}")
+    try:
+        # allow_nan=False: NaN and Infinity are not JSON; servers reject
+        # them with an unhelpful parse error, so refuse them here.
+        encoded = json.dumps(params, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"params of {method!r} cannot be encoded as JSON: {exc}") from exc
+    request["params"] = params
+    return request, f'{head},"params":{encoded}}}'.encode()
 
 
 # ---------------------------------------------------------------------------

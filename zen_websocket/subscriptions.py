@@ -55,6 +55,7 @@ from .errors import ConfigError, SubscriptionError
 
 __all__ = [
     "Channels",
+    "channel_list",
     "Message",
     "Request",
     "Refusal",
@@ -125,7 +126,7 @@ DERIBIT_TOO_MANY_REQUESTS = 10028
 DERIBIT_UNSUBSCRIBE_ALL = frozenset({"public/unsubscribe_all", "private/unsubscribe_all"})
 
 
-def _channel_list(channels: Channels) -> list[str]:
+def channel_list(channels: Channels) -> list[str]:
     """Validate ``channels`` (one name or an iterable) into a de-duplicated list."""
     items = [channels] if isinstance(channels, str) else list(channels)
     for channel in items:
@@ -204,7 +205,7 @@ class SubscriptionSet:
         Raises:
             TypeError: a channel is not a non-empty str.
         """
-        items = _channel_list(channels)
+        items = channel_list(channels)
         with self._lock:
             added = [channel for channel in items if channel not in self._channels]
             for channel in added:
@@ -220,7 +221,7 @@ class SubscriptionSet:
         Raises:
             TypeError: a channel is not a non-empty str.
         """
-        items = _channel_list(channels)
+        items = channel_list(channels)
         with self._lock:
             removed = [channel for channel in items if channel in self._channels]
             for channel in removed:
@@ -457,7 +458,7 @@ class DeribitDialect(Dialect):
 
     def build(self, channels: Channels, subscribe: bool = True) -> list[Request]:
         """``public/`` requests for public channels, then ``private/`` ones, batched."""
-        items = _channel_list(channels)
+        items = channel_list(channels)
         action = "subscribe" if subscribe else "unsubscribe"
         public = [channel for channel in items if not self.needs_auth(channel)]
         private = [channel for channel in items if self.needs_auth(channel)]
@@ -581,7 +582,7 @@ class BinanceDialect(Dialect):
 
     def build(self, channels: Channels, subscribe: bool = True) -> list[Request]:
         """``SUBSCRIBE``/``UNSUBSCRIBE`` messages, batched."""
-        items = _channel_list(channels)
+        items = channel_list(channels)
         method = "SUBSCRIBE" if subscribe else "UNSUBSCRIBE"
         requests: list[Request] = []
         for batch in self.batches(items):
@@ -625,7 +626,7 @@ class CallableDialect(Dialect):
             TypeError: ``fn`` returned something that is not a dict, list, str
                 or bytes.
         """
-        items = _channel_list(channels)
+        items = channel_list(channels)
         if not items:
             return []
         message = self.fn(list(items), subscribe)
@@ -728,7 +729,7 @@ class OkxDialect(Dialect):
 
     def build(self, channels: Channels, subscribe: bool = True) -> list[Request]:
         """``subscribe``/``unsubscribe`` messages, batched; their answers are expected from now on."""
-        items = _channel_list(channels)
+        items = channel_list(channels)
         op = "subscribe" if subscribe else "unsubscribe"
         requests: list[Request] = []
         for batch in self.batches(items):
@@ -825,7 +826,7 @@ class BybitDialect(Dialect):
 
     def build(self, channels: Channels, subscribe: bool = True) -> list[Request]:
         """``subscribe``/``unsubscribe`` messages of at most 10 topics, each with its ``req_id``."""
-        items = _channel_list(channels)
+        items = channel_list(channels)
         op = "subscribe" if subscribe else "unsubscribe"
         requests: list[Request] = []
         for batch in self.batches(items):
@@ -903,6 +904,6 @@ def plan_restore(dialect: Dialect, channels: Channels | SubscriptionSet) -> list
     Raises:
         SubscriptionError: more channels than the dialect allows per connection.
     """
-    items = channels.snapshot() if isinstance(channels, SubscriptionSet) else _channel_list(channels)
+    items = channels.snapshot() if isinstance(channels, SubscriptionSet) else channel_list(channels)
     dialect.check_capacity(0, len(items), items)
     return dialect.build(items, True)

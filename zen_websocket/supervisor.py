@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 
 from .client import Client
 from .config import ClientConfig
-from .connection import ConnectionState
+from .connection import CLOSED_BY_CLIENT, ConnectionState
 from .errors import ConfigError, ConnectError, NotConnectedError, UsageError
 from .redact import redact_url
 
@@ -78,7 +78,6 @@ SUPERVISOR_THREAD = "zen-ws-supervisor"
 
 # The close reason of the user's own client.close() (connection.Driver.close):
 # the one ending that is not the child's own doing.
-_CLOSED_BY_CLIENT = "closed by client"
 
 # Latencies closer than this count as equal in send_balanced, so that a
 # microsecond of noise does not pin every send on one child: the least
@@ -619,7 +618,7 @@ class ClientSupervisor:
                 return
             if self._children.get(child.id) is not child:
                 return
-            if reason == _CLOSED_BY_CLIENT:
+            if reason == CLOSED_BY_CLIENT:
                 # The user's own close(): the child is done, not restarted.
                 del self._children[child.id]
                 return
