@@ -105,8 +105,10 @@ class ConnectError(ZenWebSocketError):
             ``"not_websocket"`` (a 2xx that is not an upgrade),
             ``"handshake_status"`` (any other status),
             ``"bad_handshake"`` (a response that breaks RFC 6455 or a size
-            cap), ``"closed"`` (``close()`` was called during the attempt)
-            or ``"error"`` (e.g. the peer closed the connection).
+            cap), ``"resource_exhausted"`` (this process is out of file
+            descriptors or memory: fatal), ``"closed"`` (``close()`` was
+            called during the attempt) or ``"error"`` (e.g. the peer closed
+            the connection).
         status_code: HTTP status of a rejected upgrade (or proxy tunnel), else None.
         attempts: how many attempts were made.
         message: the message in full; ``str(exc)`` shows it with secrets
@@ -303,7 +305,7 @@ def categorize(exc: BaseException) -> Category:
         # Answers a new attempt would get again: credentials refused, a
         # redirect we never follow, a URL that is not a WebSocket endpoint, a
         # server that breaks the upgrade rules or our size caps.
-        if exc.reason in ("unauthorized", "redirect", "not_websocket", "bad_handshake"):
+        if exc.reason in ("unauthorized", "redirect", "not_websocket", "bad_handshake", "resource_exhausted"):
             return "fatal"
         if exc.status_code is not None:
             return _status_category(exc.status_code)
@@ -320,6 +322,12 @@ def categorize(exc: BaseException) -> Category:
     if isinstance(status, int):
         return _status_category(status)
     return "recoverable"
+
+
+# This process (or the machine) is out of file descriptors, memory or socket
+# buffers: retrying at once only repeats it, and the user must act (raise
+# ``ulimit -n``, open fewer connections).
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 def connect_reason(exc: BaseException) -> str:
@@ -343,6 +351,8 @@ def connect_reason(exc: BaseException) -> str:
         return "econnrefused"
     if isinstance(exc, socket.gaierror) or type(exc).__name__ == "WebSocketAddressException":
         return "nxdomain"
+    if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+        return "resource_exhausted"
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return "ehostunreach"
     if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:

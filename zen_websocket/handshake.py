@@ -846,8 +846,11 @@ def _attempt_failed(exc: BaseException, endpoint: _Endpoint, phase: str) -> Conn
     if isinstance(exc, _ProxyRefused):
         return ConnectError(str(exc), reason="proxy", status_code=exc.status_code)
     reason = connect_reason(exc)
+    hint = ""
+    if reason == "resource_exhausted":
+        hint = " - the process is out of file descriptors or memory: raise the limit (ulimit -n) or open fewer connections"
     return ConnectError(
-        f"connecting to {endpoint.authority} failed {phase} ({reason}): {type(exc).__name__}: {exc}",
+        f"connecting to {endpoint.authority} failed {phase} ({reason}): {type(exc).__name__}: {exc}{hint}",
         reason=reason,
     )
 
