@@ -795,8 +795,8 @@ def test_waiter_result_with_zero_timeout_does_not_wait():
     ("method", "params", "request_id"),
     [
         ("public/test", None, 7),
-        ("private/buy", {"amount": 10, "label": "é\"x"}, 8),
-        ("m", [1, 2.5, None], "abc-\"1"),
+        ("private/buy", {"amount": 10, "label": 'é"x'}, 8),
+        ("m", [1, 2.5, None], 'abc-"1'),
         ("ünïcode", (1, 2), 0),
     ],
 )

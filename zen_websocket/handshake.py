@@ -848,7 +848,9 @@ def _attempt_failed(exc: BaseException, endpoint: _Endpoint, phase: str) -> Conn
     reason = connect_reason(exc)
     hint = ""
     if reason == "resource_exhausted":
-        hint = " - the process is out of file descriptors or memory: raise the limit (ulimit -n) or open fewer connections"
+        hint = (
+            " - the process is out of file descriptors or memory: raise the limit (ulimit -n) or open fewer connections"
+        )
     return ConnectError(
         f"connecting to {endpoint.authority} failed {phase} ({reason}): {type(exc).__name__}: {exc}{hint}",
         reason=reason,
