@@ -435,7 +435,9 @@ class ZenDeflateRecv(Receiver):
         super().__init__(key, label, n)
         self.client = zen_client(url)
         # The codec's negotiated extensions (no public accessor): the row means nothing uncompressed.
-        self.extension = self.client._driver.link.protocol.extensions[0]
+        extensions = self.client._driver.link.protocol.extensions
+        assert extensions, "zen_websocket did not negotiate permessage-deflate"
+        self.extension = extensions[0]
 
     def run(self) -> tuple[int, float, float]:
         self.client.send_message(f"stream {self.n}")
@@ -443,6 +445,23 @@ class ZenDeflateRecv(Receiver):
 
     def close(self) -> None:
         self.client.close()
+
+
+class ZenDeflateCallback(ZenCallback):
+    """The callback row of (a) on the compressed stream: no hand-off to a consumer thread."""
+
+    def __init__(self, key: str, label: str, n: int, url: str) -> None:
+        super().__init__(key, label, n, url)
+        assert self.client._driver.link.protocol.extensions, "zen_websocket did not negotiate permessage-deflate"
+
+    def run(self) -> tuple[int, float, float]:
+        self.count = 0
+        self.done.clear()
+        self.client.send_message(f"stream {self.n}")
+        if not self.done.wait(120):
+            raise RuntimeError("compressed callback burst did not finish")
+        assert self.count == self.n, f"expected {self.n} messages, got {self.count}"
+        return self.n - 1, self.t1 - self.t0, self.c1 - self.c0
 
 
 class WebsocketsDeflateRecv(Receiver):
@@ -470,6 +489,8 @@ def bench_compressed(n: int) -> dict[str, Any]:
         url = f"ws://127.0.0.1:{port}"
         zen = ZenDeflateRecv("zen_deflate", "zen_websocket  recv(), compression on", n, url)
         receivers.append(zen)
+        callback_label = 'zen_websocket  on("message") callback, compression on'
+        receivers.append(ZenDeflateCallback("zen_deflate_callback", callback_label, n, url))
         receivers.append(WebsocketsDeflateRecv("websockets_deflate", "websockets.sync recv(), compression on", n, url))
         for round_no in range(DEFLATE_ROUNDS):
             for r in receivers:
@@ -752,18 +773,19 @@ def report(r: dict[str, Any], quick: bool) -> list[tuple[str, bool]]:
     print()
 
     c = r["compressed"]
-    zd, wd = c["zen_deflate"], c["websockets_deflate"]
+    zd, zc, wd = c["zen_deflate"], c["zen_deflate_callback"], c["websockets_deflate"]
     print(
         f"(h) Compressed stream: {c['n']:,} JSON messages of ~{c['message_bytes']:,.0f} bytes from a websockets server "
         f"(permessage-deflate,\n    its defaults), own process; median of {c['rounds']} interleaved runs; "
         f"{c['wire_ratio']:.1f}x smaller on the wire"
     )
     print(f"  {'':<58}{'msg/s':>12}{'CPU µs/msg':>12}")
-    for x in (zd, wd):
+    for x in (zd, zc, wd):
         print(f"  {x['label']:<58}{x['rate']:>12,.0f}{x['cpu_us']:>12.1f}")
     print(
-        f"  ratios zen/websockets: msg/s {zd['rate'] / wd['rate']:.2f}x, "
-        f"CPU per message {zd['cpu_us'] / wd['cpu_us']:.2f}x"
+        f"  ratios zen/websockets: recv() msg/s {zd['rate'] / wd['rate']:.2f}x, CPU per message "
+        f"{zd['cpu_us'] / wd['cpu_us']:.2f}x; callback msg/s {zc['rate'] / wd['rate']:.2f}x, "
+        f"CPU per message {zc['cpu_us'] / wd['cpu_us']:.2f}x"
     )
     print()
 

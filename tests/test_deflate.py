@@ -422,6 +422,11 @@ def test_accept_grants_what_we_asked_for():
     assert ext is not None and ext.server_max_window_bits == 9 and ext.server_no_context_takeover
 
 
+def test_a_client_window_we_offered_binds_us_when_the_answer_is_silent():
+    ext = accept([("permessage-deflate", {})], "permessage-deflate; client_max_window_bits=10")
+    assert ext is not None and ext.client_max_window_bits == 10
+
+
 BAD_ANSWERS = {
     "accepted twice": ([("permessage-deflate", {}), ("permessage-deflate", {})], DEFAULT_OFFER),
     "unknown parameter": ([("permessage-deflate", {"x-level": "9"})], DEFAULT_OFFER),
@@ -436,6 +441,10 @@ BAD_ANSWERS = {
     "server window above the ask": (
         [("permessage-deflate", {"server_max_window_bits": "12"})],
         offer(server_max_window_bits=10),
+    ),
+    "client window above our offer": (
+        [("permessage-deflate", {"client_max_window_bits": "12"})],
+        "permessage-deflate; client_max_window_bits=10",
     ),
     "server window ask ignored": ([("permessage-deflate", {})], offer(server_max_window_bits=10)),
     "no-context ask ignored": ([("permessage-deflate", {})], offer(server_no_context_takeover=True)),
@@ -471,6 +480,12 @@ def websockets_server(**options: Any) -> Iterator[tuple[str, dict[str, Any]]]:
                 data = far_repeats(int(size), text=True)
                 chunks = [data[i : i + 7000] for i in range(0, len(data), 7000)]
                 ws.send([c.decode() for c in chunks] if kind == "fragments" else chunks)
+            elif isinstance(message, str) and message.startswith("burst-then-close "):
+                # Many compressed messages in one go, then the close: they reach
+                # the client in few reads, all before the end.
+                for seq in range(int(message.split()[1])):
+                    ws.send(json.dumps({"seq": seq}))
+                ws.close(1001)
             else:
                 ws.send(message)
 
@@ -546,6 +561,16 @@ def test_fragmented_compressed_messages_from_the_server(kind):
                 client.send_message(f"{kind} {size}")
                 expected = far_repeats(size, text=True)
                 assert client.recv(timeout=10) == (expected.decode() if kind == "fragments" else expected)
+
+
+def test_a_burst_read_together_is_queued_in_order_and_nothing_is_lost_when_the_connection_ends():
+    """With compression the receive thread queues what one read yields at once; the end flushes it too."""
+    with websockets_server(compression="deflate") as (url, _):
+        with zw.connect(url, heartbeat_config=None, reconnect_on_error=False) as client:
+            client.send_message("burst-then-close 2000")
+            seqs = [json.loads(message)["seq"] for message in client]
+    assert seqs == list(range(2000))
+    assert client.close_code == 1001
 
 
 def test_a_server_that_declines_gives_a_plain_connection():
