@@ -63,14 +63,21 @@ class Target:
 # Only pure modules: their tests open no socket, so a run takes seconds.
 TARGETS = (
     Target("reconnect", ("zen_websocket/reconnect.py",), ("tests/test_reconnect.py",)),
-    Target("subscriptions", ("zen_websocket/subscriptions.py",), ("tests/test_subscriptions.py",)),
+    Target(
+        "subscriptions",
+        ("zen_websocket/subscriptions.py",),
+        ("tests/test_subscriptions.py", "tests/test_exchange_dialects.py"),
+    ),
     Target("jsonrpc", ("zen_websocket/jsonrpc.py",), ("tests/test_jsonrpc.py",)),
     Target(
-        "ratelimit", ("zen_websocket/ratelimit/*.py", "zen_websocket/rate_limiter.py"), ("tests/test_rate_limiter.py",)
+        "ratelimit",
+        ("zen_websocket/ratelimit/*.py", "zen_websocket/rate_limiter.py"),
+        ("tests/test_rate_limiter.py", "tests/test_ratelimit_window.py"),
     ),
     Target("heartbeat", ("zen_websocket/heartbeat.py",), ("tests/test_heartbeat_monitor.py",)),
     Target("config", ("zen_websocket/config.py",), ("tests/test_config.py",)),
     Target("protocol", ("zen_websocket/protocol.py", "zen_websocket/protocol/*.py"), ("tests/test_protocol.py",)),
+    Target("deflate", ("zen_websocket/deflate.py",), ("tests/test_deflate.py",)),
     Target("session", ("zen_websocket/session.py", "zen_websocket/session/*.py"), ("tests/test_session.py",)),
 )
 

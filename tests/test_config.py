@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import itertools
+import os
+import typing
+import warnings
+from collections.abc import Callable
+
 import pytest
 
 import zen_websocket as zw
-from zen_websocket.config import ClientConfig, HeartbeatConfig
+from zen_websocket.config import (
+    EVENTS,
+    ClientConfig,
+    HeartbeatConfig,
+    check_callback,
+    options_doc,
+    options_signature,
+)
 
 URL = "ws://127.0.0.1:9"
 
@@ -380,3 +395,225 @@ def test_the_public_names():
     assert all(hasattr(config, name) for name in config.__all__)
     assert config.COMPRESSIONS == ("deflate",)
     assert config.EVENTS == ("message", "connect", "disconnect", "reconnect", "error", "close")
+
+
+# --- times that look like milliseconds -----------------------------------------------------------
+
+# Where a millisecond warning must point: this file (the caller's line). Under
+# mutation testing (scripts/mutation.py) mutmut's trampolines, frames of its
+# own module, sit between the library's frames, so the library cannot see
+# through them to the caller: the check is only meaningful without them.
+USERS_FILE = __file__ if "MUTANT_UNDER_TEST" not in os.environ else zw.config.__file__
+
+
+def test_a_time_of_1000_seconds_or_more_warns_with_the_millisecond_reading():
+    with pytest.warns(UserWarning) as caught:
+        ClientConfig.from_options(URL, timeout=5000)
+    (warning,) = caught
+    assert warning.category is UserWarning
+    assert str(warning.message) == (
+        "timeout=5000 is 83 minutes: times are in seconds, not milliseconds (for 5000 ms write timeout=5)"
+    )
+    assert warning.filename == USERS_FILE  # the user's line, not the library's
+
+
+def test_the_millisecond_warning_starts_at_exactly_1000_seconds():
+    with pytest.warns(UserWarning) as caught:
+        ClientConfig.from_options(URL, retry_delay=1000.0, max_backoff=1000.0)
+    assert [str(w.message) for w in caught] == [
+        f"{option}=1000 is 17 minutes: times are in seconds, not milliseconds (for 1000 ms write {option}=1)"
+        for option in ("retry_delay", "max_backoff")
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ClientConfig.from_options(URL, timeout=999.9, retry_delay=999.9, max_backoff=999.9, request_timeout=999.9)
+
+
+@pytest.mark.parametrize(
+    "option", ["timeout", "retry_delay", "max_backoff", "request_timeout", "close_timeout", "write_timeout"]
+)
+def test_every_client_time_is_checked_for_milliseconds(option):
+    options = {option: 30_000}
+    if option == "retry_delay":
+        options["max_backoff"] = 30_000
+    with pytest.warns(UserWarning) as caught:
+        ClientConfig.from_options(URL, **options)
+    expected = [f"{option}=30000"] + (["max_backoff=30000"] if option == "retry_delay" else [])
+    assert [str(w.message).partition(" is ")[0] for w in caught] == expected
+
+
+def test_heartbeat_times_are_checked_for_milliseconds_naming_the_option():
+    with pytest.warns(UserWarning) as caught:
+        HeartbeatConfig("ping", 30_000.0, timeout=5000)
+    assert [str(w.message) for w in caught] == [
+        "heartbeat_config.interval=30000 is 500 minutes: times are in seconds, not milliseconds "
+        "(for 30000 ms write heartbeat_config.interval=30)",
+        "heartbeat_config.timeout=5000 is 83 minutes: times are in seconds, not milliseconds "
+        "(for 5000 ms write heartbeat_config.timeout=5)",
+    ]
+    assert all(w.filename == USERS_FILE for w in caught)
+
+
+def test_the_warning_names_the_users_line_through_nested_library_calls():
+    from zen_websocket.platforms import deribit
+
+    with pytest.warns(UserWarning, match="heartbeat_config.interval=3000") as caught:
+        ClientConfig.from_options(URL, heartbeat_config={"interval": 3000})
+    assert caught[0].filename == USERS_FILE
+    with pytest.warns(UserWarning, match="heartbeat_config.interval=3000") as caught:
+        deribit.options(heartbeat_interval=3000)
+    assert caught[0].filename == USERS_FILE
+
+
+# --- heartbeat details ---------------------------------------------------------------------------
+
+
+def test_an_explicit_heartbeat_timeout_is_kept_and_the_default_is_the_interval():
+    assert HeartbeatConfig("ping", 5.0, timeout=2).timeout == 2.0
+    assert HeartbeatConfig("ping", 5.0).timeout == 5.0
+
+
+def test_min_interval_is_stored_as_float_and_validated_by_name():
+    config = HeartbeatConfig("deribit", 1.5, min_interval=1)
+    assert config.min_interval == 1.0 and isinstance(config.min_interval, float)
+    assert HeartbeatConfig("ping", 1.0).min_interval is None
+    with pytest.raises(zw.ConfigError) as info:
+        HeartbeatConfig("ping", 1.0, min_interval=-1)
+    assert info.value.option == "heartbeat_config.min_interval"
+
+
+def test_a_deribit_interval_may_equal_min_interval_but_not_go_below():
+    assert HeartbeatConfig("deribit", 0.5, min_interval=0.5).interval == 0.5
+    with pytest.raises(zw.ConfigError) as info:
+        HeartbeatConfig("deribit", 0.49, min_interval=0.5)
+    assert info.value.option == "heartbeat_config.interval"
+    assert str(info.value) == "heartbeat_config.interval: below min_interval (0.5s), got 0.49"
+
+
+def test_deribit_rejects_fractions_naming_the_interval():
+    with pytest.raises(zw.ConfigError) as info:
+        HeartbeatConfig("deribit", 10.5)
+    assert info.value.option == "heartbeat_config.interval"
+
+
+def test_fractions_are_whole_seconds_only_while_the_deribit_minimum_is_a_second_or_more(monkeypatch):
+    from zen_websocket import config
+
+    monkeypatch.setattr(config, "DERIBIT_MIN_HEARTBEAT_INTERVAL", 1.0)
+    with pytest.raises(zw.ConfigError, match="whole number"):
+        HeartbeatConfig("deribit", 1.5)
+    monkeypatch.setattr(config, "DERIBIT_MIN_HEARTBEAT_INTERVAL", 0.5)
+    assert HeartbeatConfig("deribit", 1.5).interval == 1.5
+
+
+# --- option names in errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["reconnect_on_error", "restore_subscriptions", "debug"])
+def test_switches_must_be_real_bools_naming_the_option(option):
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options(URL, **{option: "no"})
+    assert info.value.option == option
+
+
+def test_callbacks_is_not_an_option():
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options(URL, callbacks={"message": (print,)})
+    assert info.value.option == "callbacks"
+
+
+def test_an_unknown_option_suggests_the_closest_name():
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options(URL, timout=1)
+    assert str(info.value) == "timout: unknown option; did you mean 'timeout'?"
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options(URL, on_mesage=print)
+    assert str(info.value).endswith("; did you mean 'on_message'?")
+    with pytest.raises(zw.ConfigError) as info:
+        ClientConfig.from_options(URL, zzzz=1)
+    assert str(info.value) == "zzzz: unknown option"
+
+
+# --- callback signatures -------------------------------------------------------------------------
+
+
+def test_a_callback_with_the_wrong_signature_is_refused_saying_how_it_is_called():
+    def on_message(data):
+        return None
+
+    with pytest.raises(TypeError) as info:
+        check_callback("message", on_message)
+    assert str(info.value) == (
+        "the 'message' callback test_a_callback_with_the_wrong_signature_is_refused_saying_how_it_is_called."
+        "<locals>.on_message(data) cannot be called as fn(client, data): "
+        "message callbacks are called with (client, data)"
+    )
+
+
+def test_a_callable_object_with_the_wrong_signature_is_named_by_its_class():
+    class Handler:
+        def __call__(self, client):
+            return None
+
+    with pytest.raises(TypeError) as info:
+        check_callback("close", Handler())
+    assert str(info.value) == (
+        "the 'close' callback Handler(client) cannot be called as fn(client, code, reason): "
+        "close callbacks are called with (client, code, reason)"
+    )
+
+
+def test_callbacks_with_a_fitting_signature_pass():
+    check_callback("message", lambda client, data: None)
+    check_callback("close", lambda *args: None)
+    check_callback("connect", print)
+
+
+# --- the generated options signature and docs ----------------------------------------------------
+
+
+def test_options_signature_lists_every_option_keyword_only_with_its_default():
+    leading = inspect.Parameter("url", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    signature = options_signature(leading, returns=int)
+    params = list(signature.parameters.values())
+    assert params[0] is leading
+    assert signature.return_annotation is int
+    names = [p.name for p in params[1:]]
+    fields = [f.name for f in dataclasses.fields(ClientConfig) if f.name not in ("url", "callbacks")]
+    assert names == fields + [f"on_{event}" for event in EVENTS]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:])
+    by_name = signature.parameters
+    assert by_name["timeout"].default == 5.0 and by_name["timeout"].annotation is float
+    assert by_name["headers"].default == {}
+    assert by_name["heartbeat_config"].default == HeartbeatConfig()
+    assert by_name["compression"].default == "deflate"
+    assert by_name["on_message"].default is None
+    assert by_name["on_message"].annotation == (Callable | list | None)
+    assert options_signature().return_annotation is inspect.Signature.empty
+
+
+def test_options_signature_without_evaluable_annotations_still_lists_the_options(monkeypatch):
+    def broken(obj, *args, **kwargs):
+        raise NameError("an annotation this Python cannot evaluate")
+
+    monkeypatch.setattr(typing, "get_type_hints", broken)
+    signature = options_signature()
+    assert signature.parameters["timeout"].annotation is inspect.Parameter.empty
+    assert signature.parameters["timeout"].default == 5.0
+
+
+def test_options_doc_lists_every_option_with_its_default_wrapped_and_indented():
+    doc = options_doc()
+    head = "\n    Options (keyword-only; times in seconds; the README's options table says what each does)::\n\n"
+    assert doc.startswith(head) and doc.endswith("\n") and not doc.endswith("\n\n")
+    lines = doc[len(head) : -1].split("\n")
+    assert len(lines) > 3
+    for line in lines:
+        assert line.startswith(" " * 8) and line[8] != " " and len(line) <= 92
+    for line, following in itertools.pairwise(lines):
+        assert len(line) + 1 + len(following.split()[0]) > 92  # filled greedily
+    text = " ".join(line.strip() for line in lines)
+    assert text.startswith("timeout=5.0, headers={}, subprotocols=None, ")
+    assert "heartbeat_config={'type': 'ping', 'interval': 30.0}, " in text
+    assert "compression='deflate', " in text
+    assert text.endswith("on_error=None, on_close=None")

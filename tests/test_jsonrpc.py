@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from concurrent.futures import Future
 
 import pytest
 
 from tests.timeunit import FakeClock, ms
 from zen_websocket import jsonrpc
-from zen_websocket.errors import ConfigError, ConnectionLost, JsonRpcError, RequestTimeout, UsageError
+from zen_websocket.errors import ConfigError, ConnectionLost, JsonRpcError, RateLimited, RequestTimeout, UsageError
 from zen_websocket.jsonrpc import (
     Correlator,
     LatencyWindow,
+    RateLimitedResponse,
     build_request,
     classify,
     error_from_response,
@@ -810,3 +812,95 @@ def test_encode_request_gives_the_bytes_json_dumps_would(method, params, request
     assert request == build_request(method, params, request_id)
     assert payload == json.dumps(request, separators=(",", ":")).encode()
     assert json.loads(payload) == json.loads(json.dumps(request))
+
+
+# --- Binance rate-limit refusals (status 429/418) -------------------------------------------------
+
+
+def test_retry_after_is_retry_after_minus_the_servers_clock_in_seconds():
+    assert jsonrpc._retry_after({"retryAfter": 1_000_001_500, "serverTime": 1_000_000_000}, 5.0) == 1.5
+    assert jsonrpc._retry_after({"retryAfter": 1_000_000_000, "serverTime": 1_000_002_000}, 5.0) == 0.0
+
+
+def test_retry_after_without_the_servers_clock_uses_the_local_one():
+    assert jsonrpc._retry_after({"retryAfter": 10_000}, 7_500.0) == 2.5
+    assert jsonrpc._retry_after({"retryAfter": 10_000, "serverTime": True}, 7_500.0) == 2.5
+    assert jsonrpc._retry_after({"retryAfter": 10_000, "serverTime": "9000"}, 7_500.0) == 2.5
+
+
+@pytest.mark.parametrize("data", [None, {}, {"retryAfter": True}, {"retryAfter": "10000"}, ["retryAfter"]])
+def test_retry_after_without_a_usable_retry_after_waits_for_the_next_whole_minute(data):
+    assert jsonrpc._retry_after(data, 90_500.0) == 29.5
+    assert jsonrpc._retry_after(data, 120_000.0) == 60.0
+
+
+@pytest.mark.parametrize("status", [429, 418])
+def test_a_rate_limit_status_gives_a_rate_limited_response_with_everything(status):
+    response = {
+        "id": "r7",
+        "status": status,
+        "error": {"code": -1003, "msg": "Too many requests", "data": {"retryAfter": 5_000, "serverTime": 2_000}},
+    }
+    exc = error_from_response(response, method="order.place")
+    assert isinstance(exc, RateLimitedResponse) and isinstance(exc, RateLimited) and isinstance(exc, JsonRpcError)
+    assert exc.retry_after == 3.0 and exc.status == status
+    assert (exc.code, exc.message, exc.request_id, exc.method) == (-1003, "Too many requests", "r7", "order.place")
+    assert exc.data == {"retryAfter": 5_000, "serverTime": 2_000}
+
+
+def test_a_rate_limit_without_the_servers_clock_counts_from_the_local_clock_in_seconds():
+    now_ms = time.time() * 1000.0
+    exc = error_from_response(
+        {"id": 1, "status": 429, "error": {"code": -1003, "data": {"retryAfter": now_ms + 120_000}}}
+    )
+    assert isinstance(exc, RateLimitedResponse)
+    assert 115.0 <= exc.retry_after <= 120.0
+    assert exc.message == "status 429"
+
+
+@pytest.mark.parametrize("status", [None, 400, 403, True, "429"])
+def test_other_statuses_give_a_plain_json_rpc_error(status):
+    response = {"id": 1, "error": {"code": -1, "msg": "no"}}
+    if status is not None:
+        response["status"] = status
+    exc = error_from_response(response, method="m")
+    assert type(exc) is JsonRpcError
+    assert (exc.code, exc.message, exc.method) == (-1, "no", "m")
+
+
+def test_a_rate_limited_response_keeps_its_constructor_arguments():
+    exc = RateLimitedResponse(2.5, 418, -1003, "banned", {"x": 1}, 9, "m")
+    assert (exc.retry_after, exc.status, exc.code, exc.message, exc.data, exc.request_id, exc.method) == (
+        2.5,
+        418,
+        -1003,
+        "banned",
+        {"x": 1},
+        9,
+        "m",
+    )
+
+
+# --- stale deadlines: when the heap is rebuilt ----------------------------------------------------
+
+
+def test_stale_deadlines_are_kept_up_to_64_and_dropped_on_the_65th():
+    correlator = Correlator(clock=FakeClock())
+    for i in range(64):
+        correlator.track(i, timeout=30.0)
+        correlator.resolve({"id": i, "result": i})
+    assert len(correlator._deadlines) == 64  # not yet worth a rebuild
+    correlator.track(64, timeout=30.0)
+    assert len(correlator._deadlines) == 1  # only the live one is left
+
+
+def test_deadlines_are_rebuilt_only_when_stale_ones_outnumber_live_ones():
+    correlator = Correlator(clock=FakeClock())
+    for i in range(32):
+        correlator.track(i, timeout=30.0)
+    for i in range(100, 134):
+        correlator.track(i, timeout=30.0)  # at the last: 66 entries, 33 live: exactly twice
+        correlator.resolve({"id": i, "result": i})
+    assert len(correlator._deadlines) == 66
+    correlator.track(200, timeout=30.0)  # 67 entries, 33 live: more than twice
+    assert len(correlator._deadlines) == 33

@@ -29,6 +29,7 @@ from zen_websocket.rate_limiter import (
     is_matching_engine,
     simple_cost,
 )
+from zen_websocket.ratelimit import FixedWindowLimiter
 
 
 def drain(limiter: RateLimiter | MultiRateLimiter, message: object = None) -> int:
@@ -1138,3 +1139,100 @@ def test_registry_register_refuses_a_taken_name_by_default(registry):
     with pytest.raises(ConfigError) as info:
         rl.register("test-reg2", "not a limiter")  # type: ignore[arg-type]
     assert info.value.option == "limiter"
+
+
+# --- the fixed window: status, waits and reset (pure, fake clock) ---------------------------------
+
+
+def test_fixed_window_defaults_to_one_minute_windows():
+    limiter = FixedWindowLimiter(5, clock=FakeClock(start=600.0))
+    assert limiter.status()["interval"] == 60.0
+    assert repr(limiter) == "FixedWindowLimiter(limit=5, interval=60, name=None)"
+
+
+def test_fixed_window_status_says_when_the_window_started_and_resets():
+    clock = FakeClock(start=650.0)
+    limiter = FixedWindowLimiter(5, 60.0, clock=clock)
+    status = limiter.status()
+    assert (status["window_start"], status["resets_in"]) == (600.0, 10.0)
+    clock.advance(9.5)
+    assert limiter.status()["resets_in"] == pytest.approx(0.5)
+    clock.advance(0.5)
+    status = limiter.status()
+    assert (status["window_start"], status["resets_in"]) == (660.0, 60.0)
+    assert status["capacity"] == 5 and status["tokens"] == 5
+
+
+def test_fixed_window_status_shows_the_new_window_refilled():
+    clock = FakeClock(start=600.0)
+    limiter = FixedWindowLimiter(3, 60.0, clock=clock)
+    assert drain(limiter) == 3
+    assert limiter.status()["tokens"] == pytest.approx(0.0)
+    clock.advance(60.0)
+    assert limiter.status()["tokens"] == 3
+
+
+def test_fixed_window_retry_after_is_zero_while_tokens_last_then_until_the_next_window():
+    clock = FakeClock(start=600.0)
+    limiter = FixedWindowLimiter(2, 60.0, clock=clock)
+    assert limiter.consume()
+    assert limiter.retry_after() == 0.0  # exactly the cost is left
+    assert limiter.consume()
+    clock.advance(59.5)
+    assert limiter.retry_after() == pytest.approx(0.5 + 1e-6, abs=1e-9)  # a hair past the boundary
+
+
+def test_fixed_window_counts_every_rejection():
+    limiter = FixedWindowLimiter(1, 60.0, clock=FakeClock(start=600.0))
+    assert limiter.consume()
+    assert not limiter.consume()
+    assert not limiter.consume()
+    assert limiter.status()["rejected"] == 2
+
+
+def test_fixed_window_reset_starts_a_full_window_at_the_current_time():
+    clock = FakeClock(start=600.0)
+    limiter = FixedWindowLimiter(2, 60.0, clock=clock)
+    assert drain(limiter) == 2
+    clock.advance(100.0)  # now 700: inside [660, 720)
+    limiter.reset()
+    assert limiter.status()["window_start"] == 660.0
+    assert drain(limiter) == 2
+    clock.advance(19.0)  # 719: still the reset's window
+    assert not limiter.consume()
+    clock.advance(1.0)
+    assert limiter.consume()
+
+
+# --- Binance weights by symbols and flags --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("symbols", "weight"), [('["A"]', 4), ('["A","B","C"]', 12), ("", 4)])
+def test_binance_ticker_symbols_given_as_text_are_counted_by_commas(symbols, weight):
+    assert binance_cost({"method": "ticker", "params": {"symbols": symbols}}) == weight
+
+
+@pytest.mark.parametrize(("flag", "weight"), [(True, 20), ("true", 20), ("TRUE", 20), ("True", 20), ("false", 1)])
+def test_binance_order_test_costs_20_when_it_computes_commissions(flag, weight):
+    assert binance_cost({"method": "order.test", "params": {"computeCommissionRates": flag}}) == weight
+
+
+def test_binance_execution_rules_by_symbol_status_cost_the_cap():
+    assert binance_cost({"method": "executionRules", "params": {"symbol": "A"}}) == 2
+    assert binance_cost({"method": "executionRules", "params": {"symbol": "A", "symbolStatus": "TRADING"}}) == 40
+
+
+# --- Deribit preset options ----------------------------------------------------------------------
+
+
+def test_deribit_preset_rejects_an_unknown_tier_listing_the_known_ones():
+    with pytest.raises(ConfigError) as info:
+        deribit_preset(tier=3)
+    assert info.value.option == "tier"
+    assert str(info.value) == "tier: Deribit publishes matching-engine limits for tiers 1, 2, got 3"
+
+
+def test_deribit_preset_matching_rate_overrides_the_tiers():
+    buckets = deribit_preset(tier=1, matching_rate=7.0, clock=FakeClock()).buckets
+    assert buckets["matching"].status()["rate"] == 7.0
+    assert deribit_preset(tier=1, clock=FakeClock()).buckets["matching"].status()["rate"] == 30.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -19,7 +20,8 @@ from zen_websocket.errors import (
     SilenceTimeout,
 )
 from zen_websocket.jsonrpc import Correlator
-from zen_websocket.session import Dead, Retry, Rotate, SendHeartbeat, Session, Stop, loss_reason
+from zen_websocket.session import Dead, Inbound, Retry, Rotate, SendHeartbeat, Session, Stop, loss_reason
+from zen_websocket.subscriptions import Ack, BinanceDialect, Dialect, OkxDialect, okx_arg
 
 REFUSED = ConnectError("refused", reason="econnrefused")
 UNAUTHORIZED = ConnectError("401", reason="unauthorized", status_code=401)
@@ -473,3 +475,197 @@ def test_counters_accumulate():
     assert session.unmatched_responses == 3
     assert session.text_received('{"id": 6, "method": "x"}', 0.0) is None
     assert session.unmatched_responses == 3
+
+
+# -- the subscription dialect's hook (use_dialect) -------------------------------
+
+
+class Scripted(Dialect):
+    """A dialect whose answers the test sets, recording what the session asks it."""
+
+    name = "scripted"
+
+    def __init__(self, *, acks: tuple[str, ...] = (), events: tuple[str, ...] = ()) -> None:
+        self.ack_markers = acks
+        self.event_markers = events
+        self.ack: Ack | None = None
+        self.action: str | None = None
+        self.seen: list[tuple[str, object]] = []
+
+    def match_ack(self, message):
+        self.seen.append(("match_ack", message))
+        return self.ack
+
+    def event_action(self, message):
+        self.seen.append(("event_action", message))
+        return self.action
+
+
+def with_dialect(dialect: Dialect, clock: FakeClock | None = None) -> Session:
+    session = make(clock)
+    session.use_dialect(dialect)
+    return session
+
+
+ACK_TEXT = '{"event": "subscribe", "n": 1}'
+ACK_MESSAGE = {"event": "subscribe", "n": 1}
+
+
+def test_inbound_is_not_delivered_unless_asked():
+    assert Inbound("heartbeat").deliver is False
+    assert Inbound("x", deliver=True).deliver is True
+
+
+def test_use_dialect_with_markers_makes_text_worth_a_look():
+    okx = with_dialect(OkxDialect())
+    assert okx.dialect is not None and okx.filters_text is True
+    assert with_dialect(Scripted(events=('"e"',))).filters_text is True
+    plain = with_dialect(BinanceDialect())
+    assert plain.dialect is not None and plain.filters_text is False
+
+
+def test_a_text_without_any_marker_never_reaches_the_dialect():
+    dialect = Scripted(acks=('"event"',), events=('"shutdown"',))
+    session = with_dialect(dialect)
+    assert session.text_received('{"data": [1]}', 0.0) is None
+    assert dialect.seen == []
+
+
+def test_an_ack_marker_asks_match_ack_only_and_a_partial_ack_is_swallowed():
+    dialect = Scripted(acks=('"event"',))
+    dialect.ack = Ack("zw1", done=False)
+    dialect.action = "rotate"  # never asked: the dialect has no event markers
+    session = with_dialect(dialect)
+    action = session.text_received(ACK_TEXT, 0.0)
+    assert action is not None and action.kind == "ack" and action.deliver is False
+    assert dialect.seen == [("match_ack", ACK_MESSAGE)]
+    assert session.unmatched_responses == 0
+
+
+def test_an_event_marker_asks_event_action_only_and_the_event_is_still_delivered():
+    dialect = Scripted(events=('"shutdown"',))
+    dialect.ack = Ack("zw1")  # never asked: the dialect has no ack markers
+    dialect.action = "renew"
+    session = with_dialect(dialect)
+    text = '{"e": "shutdown"}'
+    action = session.text_received(text, 0.0)
+    assert action is not None
+    assert (action.kind, action.message, action.deliver, action.pending) == ("renew", {"e": "shutdown"}, True, None)
+    assert dialect.seen == [("event_action", {"e": "shutdown"})]
+
+
+def test_a_dialect_without_event_markers_is_never_asked_for_an_event_action():
+    dialect = Scripted(acks=('"event"',))
+    dialect.action = "rotate"
+    session = with_dialect(dialect)
+    assert session.text_received(ACK_TEXT, 0.0) is None
+    assert dialect.seen == [("match_ack", ACK_MESSAGE)]
+
+
+def test_a_marked_message_the_dialect_does_not_claim_goes_to_the_user():
+    dialect = Scripted(acks=('"event"',), events=('"event"',))
+    session = with_dialect(dialect)
+    assert session.text_received(ACK_TEXT, 0.0) is None
+    assert dialect.seen == [("match_ack", ACK_MESSAGE), ("event_action", ACK_MESSAGE)]
+
+
+def test_any_of_the_markers_makes_the_message_the_dialects_business():
+    dialect = Scripted(acks=('"first"', '"second"'))
+    dialect.ack = Ack(None)
+    session = with_dialect(dialect)
+    action = session.text_received('{"second": 1}', 0.0)
+    assert action is not None and action.kind == "ack"
+    assert dialect.seen == [("match_ack", {"second": 1})]
+
+
+def test_a_complete_ack_hands_over_the_request_with_the_dialects_response():
+    clock = FakeClock(0.0)
+    dialect = Scripted(acks=('"event"',))
+    summary = {"event": "subscribe", "confirmed": ["a"]}
+    dialect.ack = Ack("zw7", True, summary)
+    session = with_dialect(dialect, clock)
+    session.correlator.track("zw7", "subscribe", timeout=None, resolve_with="response")
+    clock.advance(0.5)
+    action = session.text_received(ACK_TEXT, 0.5)
+    assert action is not None
+    assert (action.kind, action.message, action.deliver) == ("response", summary, False)
+    assert action.pending is not None and action.pending.id == "zw7"
+    assert action.pending.rtt == pytest.approx(0.5)
+    assert len(session.correlator) == 0
+    assert session.unmatched_responses == 0
+
+
+def test_a_complete_ack_of_a_send_message_request_is_delivered_too():
+    dialect = Scripted(acks=('"event"',))
+    dialect.ack = Ack(3, True, {"ok": 1})
+    session = with_dialect(dialect)
+    session.correlator.track(3, "x", timeout=None, resolve_with="response", deliver=True)
+    action = session.text_received(ACK_TEXT, 0.0)
+    assert action is not None and action.kind == "response" and action.deliver is True
+
+
+def test_acks_nobody_waits_for_are_swallowed_and_counted_only_with_an_id():
+    dialect = Scripted(acks=('"event"',))
+    session = with_dialect(dialect)
+    session.correlator.track("other", "x", timeout=None)
+    dialect.ack = Ack("gone")
+    for _ in range(2):
+        action = session.text_received(ACK_TEXT, 0.0)
+        assert action is not None and action.kind == "ack" and action.deliver is False
+    assert session.unmatched_responses == 2
+    dialect.ack = Ack(None)
+    action = session.text_received(ACK_TEXT, 0.0)
+    assert action is not None and action.kind == "ack"
+    assert session.unmatched_responses == 2
+    assert len(session.correlator) == 1  # the other request still waits
+
+
+def test_okx_acks_through_the_session_complete_the_request_with_the_last_channel():
+    dialect = OkxDialect()
+    session = with_dialect(dialect)
+    (request,) = dialect.build(["tickers:A-USDT", "tickers:B-USDT"], True)
+    session.correlator.track(request.request_id, "subscribe", timeout=None, resolve_with="response")
+    first = session.text_received(json.dumps({"event": "subscribe", "arg": okx_arg("tickers:A-USDT")}), 0.0)
+    assert first is not None and first.kind == "ack"
+    last = session.text_received(json.dumps({"event": "subscribe", "arg": okx_arg("tickers:B-USDT")}), 0.0)
+    assert last is not None and last.kind == "response"
+    assert last.message["confirmed"] == ["tickers:A-USDT", "tickers:B-USDT"]
+
+
+def test_a_dialect_that_raises_is_logged_with_its_repr_and_the_message_delivered(caplog):
+    class Broken(Scripted):
+        def match_ack(self, message):
+            raise RuntimeError("bug")
+
+        def __repr__(self) -> str:
+            return "Broken<1>"
+
+    session = with_dialect(Broken(acks=('"event"',)))
+    with caplog.at_level(logging.ERROR, logger="zen_websocket.session"):
+        assert session.text_received(ACK_TEXT, 0.0) is None
+    (record,) = caplog.records
+    assert "Broken<1>" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+
+
+def test_binance_server_shutdown_asks_the_session_for_a_rotation():
+    session = with_dialect(BinanceDialect(rotate_on_shutdown=True))
+    event = {"e": "serverShutdown", "E": 1}
+    action = session.text_received(json.dumps(event), 0.0)
+    assert action is not None
+    assert (action.kind, action.message, action.deliver) == ("rotate", event, True)
+
+
+def test_disconnected_makes_the_dialect_forget_the_acks_it_waits_for():
+    dialect = OkxDialect()
+    session = with_dialect(dialect)
+    dialect.build(["tickers:A-USDT"], True)
+    session.disconnected()
+    assert dialect.match_ack({"event": "subscribe", "arg": okx_arg("tickers:A-USDT")}) == Ack(None)
+
+
+def test_jitter_without_an_injected_random_source_uses_the_default_one():
+    config = ClientConfig.from_options("ws://127.0.0.1:1/", heartbeat_config=None, retry_delay=1.0, jitter=0.5)
+    session = Session(config, Correlator())
+    decision = session.attempt_failed(REFUSED)
+    assert isinstance(decision, Retry) and 0.5 <= decision.delay <= 1.5

@@ -17,7 +17,7 @@ The send path, one layer each (as httpx's ``send`` ->
 
 Locks (never held while calling user code or telemetry):
 
-- ``_cb_lock`` guards writes to ``_callbacks`` (copy-on-write; readers don't lock).
+- ``_callbacks`` (a :class:`~zen_websocket.callbacks.CallbackTable`) is copy-on-write: readers don't lock.
 - ``_recv_lock``: one consumer of the inbox at a time.
 """
 
@@ -36,6 +36,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from . import jsonrpc, telemetry
+from .callbacks import CallbackTable
 from .config import EVENTS, ClientConfig, check_callback, check_url, options_doc, options_signature, redact_url
 from .connection import ConnectionState, Driver, _live_drivers, close_all_at_exit
 from .errors import (
@@ -95,10 +96,7 @@ class Client:
         shown = f"<callable {config.label}>" if callable(config.url) else redact_url(config.url)
         self._meta: dict[str, Any] = {"url": shown, "name": config.name}
 
-        self._cb_lock = threading.Lock()
-        self._callbacks: dict[str, tuple[Callable[..., Any], ...]] = {
-            event: tuple(fns) for event, fns in config.callbacks.items()
-        }
+        self._callbacks = CallbackTable(config.callbacks)
         self._inbox = Inbox(config.max_queue, config.overflow)
         self._recv_lock = threading.Lock()  # one consumer at a time
         # (event, id(fn)) of callbacks whose failure went to stderr (logging not configured).
@@ -206,23 +204,11 @@ class Client:
         if event not in EVENTS:
             raise ConfigError("event", f"unknown event {event!r}; expected one of {', '.join(EVENTS)}")
         check_callback(event, fn)  # TypeError naming the event and the arguments it passes
-        with self._cb_lock:
-            table = dict(self._callbacks)
-            table[event] = (*table.get(event, ()), fn)
-            self._callbacks = table
+        self._callbacks.add(event, fn)
 
     def off(self, event: str, fn: Callable[..., Any] | None = None) -> bool:
         """Remove ``fn`` (or every callback when None) from ``event``; True if any was removed."""
-        with self._cb_lock:
-            table = dict(self._callbacks)
-            before = table.get(event, ())
-            after = () if fn is None else tuple(f for f in before if f != fn)
-            if after:
-                table[event] = after
-            else:
-                table.pop(event, None)
-            self._callbacks = table
-            return len(after) != len(before)
+        return self._callbacks.remove(event, fn)
 
     def recv(self, timeout: float | None = None) -> Any:
         """The next message: ``str`` for text, ``bytes`` for binary.

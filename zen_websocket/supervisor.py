@@ -54,6 +54,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .callbacks import CallbackTable
 from .client import Client
 from .config import ClientConfig
 from .connection import CLOSED_BY_CLIENT, ConnectionState
@@ -309,8 +310,7 @@ class ClientSupervisor:
         self.connect_rate = _connect_rate(connect_rate)
         self._pacers = _Pacers(*self.connect_rate) if self.connect_rate else None
 
-        self._cb_lock = threading.Lock()  # guards writes to _callbacks (copy-on-write; readers don't lock)
-        self._callbacks: dict[str, tuple[Callable[..., Any], ...]] = {}
+        self._callbacks = CallbackTable()  # copy-on-write; readers don't lock
         for key, value in callbacks.items():
             event = key[3:] if key.startswith("on_") else ""
             if event not in SUPERVISOR_EVENTS:
@@ -528,23 +528,11 @@ class ClientSupervisor:
             raise ConfigError("event", f"unknown event {event!r}; expected one of {', '.join(SUPERVISOR_EVENTS)}")
         if not callable(fn):
             raise TypeError("callback must be callable")
-        with self._cb_lock:
-            table = dict(self._callbacks)
-            table[event] = (*table.get(event, ()), fn)
-            self._callbacks = table
+        self._callbacks.add(event, fn)
 
     def off(self, event: str, fn: Callable[..., Any] | None = None) -> bool:
         """Remove ``fn`` (or every callback when None) from ``event``; True if any was removed."""
-        with self._cb_lock:
-            table = dict(self._callbacks)
-            before = table.get(event, ())
-            after = () if fn is None else tuple(f for f in before if f != fn)
-            if after:
-                table[event] = after
-            else:
-                table.pop(event, None)
-            self._callbacks = table
-            return len(after) != len(before)
+        return self._callbacks.remove(event, fn)
 
     # ------------------------------------------------------------------
     # starting children

@@ -60,6 +60,7 @@ from ..ratelimit import binance_api_preset, binance_stream_preset
 from ..redact import MASK, peer_text, redact_url
 from ..scheduler import Scheduler, Timer, shared
 from ..subscriptions import BinanceDialect
+from . import connect_and_subscribe
 
 __all__ = [
     "SPOT_STREAM_URL",
@@ -198,16 +199,7 @@ def connect(streams: str | Iterable[str] = (), *, url: str = SPOT_STREAM_URL, **
         ConnectError: the connection failed.
         SubscriptionError: a stream was refused (the client is closed).
     """
-    names = _stream_names(streams)
-    client = Client(_endpoint(url, "/stream"), **options(**options_))
-    client.connect()
-    if names:
-        try:
-            client.subscribe(names, wait=True)
-        except BaseException:
-            client.close()
-            raise
-    return client
+    return connect_and_subscribe(_endpoint(url, "/stream"), _stream_names(streams), options(**options_))
 
 
 # ---------------------------------------------------------------------------

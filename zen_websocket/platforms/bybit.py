@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from ..client import Client
 from ..subscriptions import BybitDialect
+from . import connect_and_subscribe
 
 __all__ = ["SPOT_URL", "LINEAR_URL", "INVERSE_URL", "OPTION_URL", "HEARTBEAT", "is_pong", "options", "connect"]
 
@@ -84,13 +85,4 @@ def connect(topics: str | Iterable[str] = (), *, url: str = SPOT_URL, **options_
     """
     if urlsplit(url).path in ("", "/"):
         url = url.rstrip("/") + "/v5/public/spot"
-    client = Client(url, **options(**options_))
-    client.connect()
-    names = [topics] if isinstance(topics, str) else list(topics)
-    if names:
-        try:
-            client.subscribe(names, wait=True)
-        except BaseException:
-            client.close()
-            raise
-    return client
+    return connect_and_subscribe(url, topics, options(**options_))

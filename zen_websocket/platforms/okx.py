@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from ..client import Client
 from ..subscriptions import OkxDialect
+from . import connect_and_subscribe
 
 __all__ = ["PUBLIC_URL", "HEARTBEAT", "HEARTBEAT_INTERVAL", "options", "connect"]
 
@@ -74,13 +75,4 @@ def connect(channels: str | Iterable[str] = (), *, url: str = PUBLIC_URL, **opti
     """
     if urlsplit(url).path in ("", "/"):
         url = url.rstrip("/") + "/ws/v5/public"
-    client = Client(url, **options(**options_))
-    client.connect()
-    names = [channels] if isinstance(channels, str) else list(channels)
-    if names:
-        try:
-            client.subscribe(names, wait=True)
-        except BaseException:
-            client.close()
-            raise
-    return client
+    return connect_and_subscribe(url, channels, options(**options_))
