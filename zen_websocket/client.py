@@ -38,7 +38,7 @@ from typing import Any
 from . import jsonrpc, telemetry
 from .callbacks import CallbackTable
 from .config import EVENTS, ClientConfig, check_callback, check_url, options_doc, options_signature, redact_url
-from .connection import ConnectionState, Driver, _live_drivers, close_all_at_exit
+from .connection import ConnectionState, Driver, _live_drivers, close_all_at_exit, encode
 from .errors import (
     CallbackError,
     ConfigError,
@@ -52,7 +52,7 @@ from .errors import (
     UsageError,
 )
 from .inbox import CLOSED, Inbox
-from .protocol import OP_BINARY, OP_TEXT
+from .protocol import OP_TEXT
 from .scheduler import TIMER_THREAD
 from .session import Session
 from .subscriptions import SubscriptionSet, channel_list, get_dialect, plan_restore
@@ -801,24 +801,6 @@ connect.__signature__ = options_signature(_URL_PARAMETER, returns=Client)  # typ
 if Client.__doc__ and connect.__doc__:  # None under python -OO
     Client.__doc__ += options_doc()
     connect.__doc__ += options_doc()
-
-
-def encode(data: Any) -> tuple[int, bytes]:
-    """The opcode and payload of a message: str -> text, bytes -> binary, dict/list -> JSON text."""
-    if isinstance(data, str):
-        return OP_TEXT, data.encode("utf-8")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return OP_BINARY, bytes(data)
-    if isinstance(data, (dict, list)):
-        return OP_TEXT, _dumps(data)
-    raise TypeError(f"cannot send {type(data).__name__}: use str, bytes, dict or list")
-
-
-def _dumps(data: Any) -> bytes:
-    try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"message is not JSON-encodable: {exc}") from exc
 
 
 def _heartbeat_seconds(value: float) -> float | int:

@@ -40,6 +40,7 @@ Locks (never held while calling user code or telemetry):
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import select
 import socket
@@ -69,7 +70,7 @@ from .session import Dead, Retry, Rotate, SendHeartbeat, Session, Stop, loss_rea
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["CLOSED_BY_CLIENT", "READ_CHUNK", "Driver", "Link", "ConnectionState"]
+__all__ = ["CLOSED_BY_CLIENT", "READ_CHUNK", "ConnectionState", "Driver", "Link", "encode"]
 
 logger = logging.getLogger(__name__)
 
@@ -990,8 +991,6 @@ class Driver:
         if action.kind == "ping":
             sent = link.try_send(OP_PING, b"zw")
         else:
-            from .client import encode
-
             opcode, payload = encode(action.message)
             sent = link.try_send(opcode, payload)
             if sent:
@@ -1178,3 +1177,21 @@ def close_all_at_exit(timeout: float = 0.25) -> None:
             driver.close(timeout)
         except Exception:
             logger.exception("closing %r at exit failed", driver.host)
+
+
+def encode(data: Any) -> tuple[int, bytes]:
+    """The opcode and payload of a message: str -> text, bytes -> binary, dict/list -> JSON text."""
+    if isinstance(data, str):
+        return OP_TEXT, data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return OP_BINARY, bytes(data)
+    if isinstance(data, (dict, list)):
+        return OP_TEXT, _dumps(data)
+    raise TypeError(f"cannot send {type(data).__name__}: use str, bytes, dict or list")
+
+
+def _dumps(data: Any) -> bytes:
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"message is not JSON-encodable: {exc}") from exc
