@@ -4,42 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
-from collections import defaultdict
 
 import pytest
 
 import zen_websocket as zw
 from tests.timeunit import ms, wait_until
-from zen_websocket.testing import MockWebSocketServer, SequencedFeed, gaps
+from zen_websocket.testing import FeedCollector, MockWebSocketServer, SequencedFeed, gaps
 
 FAST = {"retry_delay": ms(20), "max_backoff": ms(100), "heartbeat_config": None, "close_timeout": ms(500)}
 
 
-class Collector:
-    """Numbered notifications by connection, from a message callback."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_conn: dict[int, list[int]] = defaultdict(list)
-
-    def __call__(self, client: zw.Client, message: str) -> None:
-        data = json.loads(message).get("params", {}).get("data", {})
-        if "conn" in data:
-            with self.lock:
-                self.by_conn[data["conn"]].append(data["seq"])
-
-    def count(self, conn: int) -> int:
-        with self.lock:
-            return len(self.by_conn.get(conn, ()))
-
-    def snapshot(self) -> dict[int, list[int]]:
-        with self.lock:
-            return {conn: list(seqs) for conn, seqs in self.by_conn.items()}
-
-
 def test_rotate_switches_connections_without_losing_a_message():
-    collector = Collector()
+    collector = FeedCollector()
     with SequencedFeed(interval=ms(2)) as feed:
         client = zw.connect(feed.url, on_message=collector, **FAST)
         try:
@@ -107,7 +83,7 @@ def test_rotate_when_not_connected_is_not_connected_error():
 
 
 def test_max_connection_age_rotates_by_itself_without_losing_a_message():
-    collector = Collector()
+    collector = FeedCollector()
     rotations: list[dict] = []
     zw.telemetry.attach("rotation-test", ("zen_websocket", "client", "rotate"), lambda e, m, md, c: rotations.append(m))
     try:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -23,7 +23,7 @@ import pytest
 import zen_websocket as zw
 from tests.timeunit import SCALE, FakeClock, ms, wait_until
 from zen_websocket.supervisor import ConnectPacer, RestartIntensity, balance_order
-from zen_websocket.testing import MockWebSocketServer, SequencedFeed, gaps
+from zen_websocket.testing import FeedCollector, MockWebSocketServer, SequencedFeed, gaps
 
 FAST = {"retry_delay": ms(10), "max_backoff": ms(50), "heartbeat_config": None, "close_timeout": ms(500)}
 # A child that gives up at the first loss: every drop becomes a restart.
@@ -57,28 +57,6 @@ class Events:
 
     def callbacks(self) -> dict[str, object]:
         return {"on_restart": self.restart, "on_error": self.error}
-
-
-class Collector:
-    """Numbered notifications of a SequencedFeed, by connection, from a message callback."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_conn: dict[int, list[int]] = defaultdict(list)
-
-    def __call__(self, client: zw.Client, message: str) -> None:
-        data = json.loads(message).get("params", {}).get("data", {})
-        if "conn" in data:
-            with self.lock:
-                self.by_conn[data["conn"]].append(data["seq"])
-
-    def count(self, conn: int) -> int:
-        with self.lock:
-            return len(self.by_conn.get(conn, ()))
-
-    def snapshot(self) -> dict[int, list[int]]:
-        with self.lock:
-            return {conn: list(seqs) for conn, seqs in self.by_conn.items()}
 
 
 class TimedServer(MockWebSocketServer):
@@ -329,7 +307,7 @@ def test_stop_is_bounded_when_every_peer_is_dead(server):
 
 
 def test_restarted_child_resubscribes_and_a_numbered_feed_loses_nothing():
-    collector = Collector()
+    collector = FeedCollector()
     events = Events()
     with SequencedFeed(interval=ms(2)) as feed, zw.ClientSupervisor(**events.callbacks()) as supervisor:
         for name in ("a", "b"):
@@ -519,7 +497,7 @@ def test_chaos_children_dropped_at_random_end_connected_with_nothing_sent_twice(
     seed = int(os.environ.get("ZW_CHAOS_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     children = 6
-    collector = Collector()
+    collector = FeedCollector()
     events = Events()
     sockets_before = open_sockets()
     sent: list[int] = []

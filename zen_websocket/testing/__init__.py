@@ -31,7 +31,7 @@ except ImportError as exc:  # without the extra: say which one, not just "No mod
 from .binance import BinanceEmulator
 from .bybit import BybitEmulator
 from .deribit import DeribitEmulator
-from .feed import SequencedFeed, gaps
+from .feed import FeedCollector, SequencedFeed, gaps
 from .okx import OkxEmulator
 from .server import MockConnection, MockWebSocketServer, StreamHandle
 
@@ -42,6 +42,7 @@ __all__ = [
     "MockConnection",
     "MockWebSocketServer",
     "OkxEmulator",
+    "FeedCollector",
     "SequencedFeed",
     "StreamHandle",
     "gaps",

@@ -31,7 +31,7 @@ from typing import Any
 
 from .server import MockConnection, MockWebSocketServer, StreamHandle
 
-__all__ = ["SequencedFeed", "gaps"]
+__all__ = ["FeedCollector", "SequencedFeed", "gaps"]
 
 
 class SequencedFeed(MockWebSocketServer):
@@ -126,3 +126,32 @@ class SequencedFeed(MockWebSocketServer):
 def gaps(seqs_by_conn: Mapping[int, list[int]]) -> dict[int, list[int]]:
     """Connections whose sequence is not exactly 1..k, with what was seen."""
     return {conn: seqs for conn, seqs in seqs_by_conn.items() if seqs != list(range(1, len(seqs) + 1))}
+
+
+class FeedCollector:
+    """A ``message`` callback that collects a :class:`SequencedFeed`'s numbers by connection.
+
+    Use it as ``on_message=collector`` (on a client or a supervised child),
+    then check ``gaps(collector.snapshot()) == {}``. Thread-safe: callbacks
+    of several clients may call it at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards by_conn
+        self.by_conn: dict[int, list[int]] = defaultdict(list)
+
+    def __call__(self, client: Any, message: str) -> None:
+        data = json.loads(message).get("params", {}).get("data", {})
+        if "conn" in data:
+            with self._lock:
+                self.by_conn[data["conn"]].append(data["seq"])
+
+    def count(self, conn: int) -> int:
+        """How many numbers arrived from connection ``conn``."""
+        with self._lock:
+            return len(self.by_conn.get(conn, ()))
+
+    def snapshot(self) -> dict[int, list[int]]:
+        """A copy of what arrived, by connection."""
+        with self._lock:
+            return {conn: list(seqs) for conn, seqs in self.by_conn.items()}
