@@ -26,7 +26,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from . import __version__, recorder
@@ -62,24 +62,19 @@ Exit status: 0 done, 1 error (one line on stderr), 2 usage, 130 Ctrl-C.
 # argument parsing
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return parse
 
 
 def _seconds(text: str) -> float:
@@ -145,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds between heartbeats (default: 30; Deribit's minimum is 10)",
     )
-    tail.add_argument("--count", "-n", type=_positive_int, metavar="N", help="stop after N messages")
+    tail.add_argument("--count", "-n", type=_whole_number(1), metavar="N", help="stop after N messages")
     tail.add_argument("--seconds", type=_seconds, metavar="S", help="stop after S seconds")
     tail.add_argument("--record", metavar="FILE", help="also record every frame to FILE (JSON lines)")
     tail.add_argument(
@@ -160,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--timeout", type=_seconds, default=5.0, metavar="S", help="connect timeout (default: 5)")
     tail.add_argument(
         "--retry-count",
-        type=_non_negative_int,
+        type=_whole_number(0),
         default=3,
         metavar="N",
         help="retries before giving up, when connecting and after a loss (default: 3)",
@@ -189,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("file", metavar="FILE", help="a recording (record_to= or tail --record)")
     serve.add_argument(
         "--port",
-        type=_non_negative_int,
+        type=_whole_number(0),
         default=0,
         metavar="P",
         help="port on 127.0.0.1 (default: 0, a free port; the URL is printed)",

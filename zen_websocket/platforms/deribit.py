@@ -450,43 +450,45 @@ class _Authenticator:
     def _refreshed(
         self, client_ref: weakref.ref[Client], state: _ClientAuth, generation: int, future: Future[Any]
     ) -> None:
-        client = client_ref()
-        if client is None or not state.current(generation):
-            return
-        exc = future.exception()
-        if exc is None:
-            try:
-                stored = state.store(generation, future.result(), refreshed=True)
-            except ValueError as malformed:
-                exc = malformed
-            else:
-                if stored is not None:
-                    logger.debug("%s: Deribit token refreshed (expires in %gs)", client.name, stored.expires_in)
-                    self._arm_refresh(client, state, generation, stored)
-                return
-        if isinstance(exc, ConnectionClosed):
-            return  # lost meanwhile: the reconnect authenticates again
-        logger.warning("%s: Deribit token refresh failed (%s); authenticating again", client.name, exc)
-        self._reauthenticate(client_ref, state, generation)
+        self._answered(client_ref, state, generation, future, refreshed=True)
 
     def _reauthenticated(
         self, client_ref: weakref.ref[Client], state: _ClientAuth, generation: int, future: Future[Any]
     ) -> None:
+        self._answered(client_ref, state, generation, future, refreshed=False)
+
+    def _answered(
+        self,
+        client_ref: weakref.ref[Client],
+        state: _ClientAuth,
+        generation: int,
+        future: Future[Any],
+        *,
+        refreshed: bool,
+    ) -> None:
+        """The answer to a refresh (``refreshed``) or to the full auth that follows a failed one."""
         client = client_ref()
         if client is None or not state.current(generation):
             return
         exc = future.exception()
         if exc is None:
             try:
-                stored = state.store(generation, future.result(), refreshed=False)
+                stored = state.store(generation, future.result(), refreshed=refreshed)
             except ValueError as malformed:
                 exc = malformed
             else:
                 if stored is not None:
-                    logger.info("%s: authenticated with Deribit again after a failed refresh", client.name)
+                    if refreshed:
+                        logger.debug("%s: Deribit token refreshed (expires in %gs)", client.name, stored.expires_in)
+                    else:
+                        logger.info("%s: authenticated with Deribit again after a failed refresh", client.name)
                     self._arm_refresh(client, state, generation, stored)
                 return
         if isinstance(exc, ConnectionClosed):
+            return  # lost meanwhile: the reconnect authenticates again
+        if refreshed:
+            logger.warning("%s: Deribit token refresh failed (%s); authenticating again", client.name, exc)
+            self._reauthenticate(client_ref, state, generation)
             return
         # Fatal (wrong credentials now): the client ends with error + close.
         # Otherwise the connection is dropped and the reconnect authenticates.
