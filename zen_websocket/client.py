@@ -38,7 +38,7 @@ from typing import Any
 from . import jsonrpc, telemetry
 from .callbacks import CallbackTable
 from .config import EVENTS, ClientConfig, check_callback, check_url, options_doc, options_signature, redact_url
-from .connection import ConnectionState, Driver, _live_drivers, close_all_at_exit, encode
+from .connection import ConnectionState, Driver, Lead, _live_drivers, close_all_at_exit, encode
 from .errors import (
     CallbackError,
     ConfigError,
@@ -294,11 +294,22 @@ class Client:
             )
         timeout = self.config.request_timeout if timeout is None else timeout
         message, payload = jsonrpc.encode_request(method, params)
-        # One blocked caller: a Waiter, not a Future (see jsonrpc.Waiter); its
-        # deadline is the caller's own wait, not a timer.
-        future = self._send_tracked(message["id"], method, message, payload, None, future=jsonrpc.Waiter())
+        started = time.monotonic()
+        # The answer is read in this thread when nobody else is reading
+        # (leader/follower, see connection.Lead): no hand-off to and from the
+        # receive thread.
+        lead = Lead(self._driver)
         try:
-            return future.result(timeout)
+            try:
+                # One blocked caller: a Waiter, not a Future (see jsonrpc.Waiter);
+                # its deadline is the caller's own wait, not a timer.
+                future = self._send_tracked(
+                    message["id"], method, message, payload, None, future=jsonrpc.Waiter(), before_write=lead.take
+                )
+                lead.read(future, timeout)
+            finally:
+                lead.release()
+            return future.result(None if timeout is None else max(0.0, timeout - (time.monotonic() - started)))
         except RequestTimeout:
             raise
         except TimeoutError:
@@ -307,6 +318,9 @@ class Client:
                 return future.result()
             self._emit_telemetry(telemetry.REQUEST_TIMEOUT, {"timeout": timeout}, method=method, id=message["id"])
             raise RequestTimeout(message["id"], method, timeout) from None
+        except KeyboardInterrupt:
+            self._correlator.cancel(message["id"])  # its answer, if it comes, is not waited for
+            raise
 
     def request_async(self, method: str, params: Any = None, timeout: float | None = None) -> Future[Any]:
         """Send a JSON-RPC request; returns a Future of its ``result``.
@@ -518,10 +532,13 @@ class Client:
         charge: bool = False,
         future: Any = None,
         opcode: int = OP_TEXT,
+        before_write: Callable[[], None] | None = None,
     ) -> Future[Any]:
         """Track a request's id, then send it; the returned Future resolves with its answer.
 
         ``timeout`` None: no timer deadline (a blocking caller waits itself).
+        ``before_write`` runs after the rate limiter let the frame through,
+        just before it is written.
         """
         self._driver.require_link()
         tracked = self._correlator.track(
@@ -532,14 +549,23 @@ class Client:
         if not internal and telemetry.handlers_for(telemetry.REQUEST_START):
             self._emit_telemetry(telemetry.REQUEST_START, {}, method=method, id=request_id)
         try:
-            self._send(opcode, payload, message, internal=internal, charge=charge)
+            self._send(opcode, payload, message, internal=internal, charge=charge, before_write=before_write)
         except BaseException:
             self._correlator.cancel(request_id)
             raise
         return tracked
 
-    def _send(self, opcode: int, payload: bytes, message: Any, *, internal: bool = False, charge: bool = False) -> None:
-        """Rate limit, then write.
+    def _send(
+        self,
+        opcode: int,
+        payload: bytes,
+        message: Any,
+        *,
+        internal: bool = False,
+        charge: bool = False,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
+        """Rate limit, then write (``before_write`` runs in between).
 
         ``charge=True`` (sends from the receive thread) takes the limiter's
         tokens without waiting (the debt is bounded by the limiter): the
@@ -552,6 +578,8 @@ class Client:
                 limiter.charge(message)
             elif not limiter.consume(message):
                 self._rate_limit_wait(limiter, message, internal)
+        if before_write is not None:
+            before_write()
         self._driver.write(opcode, payload, message)
         if not internal and self._dialect.unsubscribes_all(message):
             # Deribit public/unsubscribe_all sent by the user: nothing may come back after a reconnect.

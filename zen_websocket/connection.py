@@ -39,11 +39,13 @@ Locks (never held while calling user code or telemetry):
 
 from __future__ import annotations
 
+import _signal  # signal's C module: its wrappers convert handlers to enums, 10 µs a call
 import enum
 import json
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -70,7 +72,7 @@ from .session import Dead, Retry, Rotate, SendHeartbeat, Session, Stop, loss_rea
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["CLOSED_BY_CLIENT", "READ_CHUNK", "ConnectionState", "Driver", "Link", "encode"]
+__all__ = ["CLOSED_BY_CLIENT", "READ_CHUNK", "ConnectionState", "Driver", "Lead", "Link", "encode"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,11 @@ CLOSED_BY_CLIENT = "closed by client"
 # one system call (WEBSOCKET-CLIENT-NOTES: about 2x the throughput of
 # reading each frame's bytes separately).
 READ_CHUNK = 256 * 1024
+
+# What a non-blocking socket raises when it has nothing to read, or no room
+# to write (a TLS socket may need the other direction first).
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_WOULD_BLOCK_WRITE = _WOULD_BLOCK
 
 # The longest text of a frame shown in a debug log line (masked, control characters escaped so a
 # frame cannot forge log lines, then cut).
@@ -115,6 +122,16 @@ class WriteTimeout(ConnectionClosed):
 class Link:
     """A socket after a successful handshake, with its codec.
 
+    The socket is non-blocking: every wait is a ``poll`` of our own, so a
+    read never blocks a writer's timeout and a write never waits longer than
+    ``write_timeout``. Two roles, each behind its lock:
+
+    - the writer role (``_send_lock``): whole frames, one at a time;
+    - the reader role (``read_lock``): reading the socket, feeding the codec
+      and dispatching its events. The receive thread takes it whenever the
+      socket is readable; a ``request()`` caller takes it while nobody else
+      holds it and reads its own answer (see :meth:`Driver.lead`).
+
     Args:
         result: the handshake's result (socket, subprotocol, leftover bytes).
         protocol: the codec for this connection.
@@ -128,14 +145,23 @@ class Link:
         self.response_headers = result.response_headers
         self.write_timeout = write_timeout
         self._send_lock = threading.Lock()  # guards writes to the socket (whole frames) and close_sent
-        self._poll = select.poll()  # poll, not select: a process may hold more than 1,024 fds
-        self._poll.register(self.sock, select.POLLOUT)
+        self.read_lock = threading.Lock()  # the reader role: recv, the codec, dispatch
+        self.reader_free = threading.Event()  # cleared while a request() caller holds the reader role
+        self.reader_free.set()
+        # poll, not select: a process may hold more than 1,024 fds. One poll
+        # object per role: a poll object cannot be polled by two threads at once.
+        self._out_poll = select.poll()  # writers, under _send_lock
+        self._out_poll.register(self.sock, select.POLLOUT)
+        self._in_poll = select.poll()  # the receive thread, waiting without the reader role
+        self._in_poll.register(self.sock, select.POLLIN)
+        self._lead_poll = select.poll()  # whoever holds the reader role
+        self._lead_poll.register(self.sock, select.POLLIN)
         self.bytes_sent = 0  # written under _send_lock
         self.close_sent = False
         self.close_code: int | None = None
         self.close_reason = ""
         self.lost_exc: BaseException | None = None  # why it ended, first cause wins
-        self.lost = threading.Event()  # the receive loop has left this link
+        self.lost = threading.Event()  # the link ended (its end handled by whoever read it)
         self.peer_closed = threading.Event()  # the peer's close frame (or the end) arrived
         self.established_at = time.monotonic()
         # Rotation (make-before-break): a new link is a candidate until it is
@@ -145,9 +171,7 @@ class Link:
         # A control event on this link asked for its replacement (Binance
         # serverShutdown): picked up after its promotion when it is a candidate.
         self.rotate_requested = False
-        # The socket timeout is the write bound; the receive loop treats a
-        # read timeout as "nothing yet" and reads again.
-        self.sock.settimeout(write_timeout)
+        self.sock.setblocking(False)
         if result.leftover:
             protocol.receive_data(result.leftover)
 
@@ -161,6 +185,24 @@ class Link:
         if self.lost_exc is None:
             self.lost_exc = exc
         self.abort()
+
+    def recv(self) -> bytes | None:
+        """One read of what the socket holds: bytes (b"" at the end), or None when it has nothing now.
+
+        For the holder of ``read_lock``.
+        """
+        try:
+            return self.sock.recv(READ_CHUNK)
+        except _WOULD_BLOCK:
+            return None
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """The receive thread's wait (without the reader role); True when readable or hung up."""
+        return bool(self._in_poll.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+
+    def lead_wait(self, timeout: float) -> bool:
+        """The reader role holder's wait, at most ``timeout`` seconds; True when readable or hung up."""
+        return bool(self._lead_poll.poll(max(0, int(timeout * 1000 + 0.999))))
 
     def send(self, opcode: int, payload: bytes) -> int:
         """Write one frame, waiting at most ``write_timeout``; returns its size on the wire.
@@ -181,7 +223,7 @@ class Link:
                 # RFC 6455 5.5.1: nothing may follow our close frame.
                 raise NotConnectedError("the connection is closing")
             try:
-                self.sock.sendall(frame)
+                self._write(frame, timeout)
             except TimeoutError as exc:
                 self.fail(WriteTimeout(timeout))
                 raise NotConnectedError(f"write timed out after {timeout}s: the peer stopped reading") from exc
@@ -192,23 +234,62 @@ class Link:
         finally:
             self._send_lock.release()
 
+    def _write(self, data: bytes, timeout: float | None) -> None:
+        """Write all of ``data`` within ``timeout`` (None: no bound), under ``_send_lock``.
+
+        Raises:
+            TimeoutError: the socket had no room for that long (part of
+                ``data`` may be on the wire).
+            OSError: the connection failed.
+        """
+        sock = self.sock
+        try:
+            sent = sock.send(data)
+        except _WOULD_BLOCK_WRITE:
+            sent = 0
+        if sent == len(data):
+            return  # almost always: the socket had room
+        view = memoryview(data)[sent:]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while view:
+            if deadline is None:
+                ready = self._out_poll.poll()
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("write timed out")
+                ready = self._out_poll.poll(max(1, int(remaining * 1000 + 0.999)))
+            if not ready:
+                continue  # timed out: the deadline check above decides
+            try:
+                view = view[sock.send(view) :]
+            except _WOULD_BLOCK_WRITE:
+                continue
+
     def try_send(self, opcode: int, payload: bytes) -> bool:
         """Write one small frame only if that cannot block; True if it went out.
 
-        For the timer thread (heartbeats) and the receive thread (pongs):
-        neither may wait on a peer that stopped reading, or on a writer that
-        is stuck on one.
+        For the timer thread (heartbeats) and the reader (pongs): neither may
+        wait on a peer that stopped reading, or on a writer that is stuck on
+        one.
         """
         if not self._send_lock.acquire(blocking=False):
             return False
         try:
-            if self.close_sent or not self._poll.poll(0):
+            if self.close_sent:
                 return False
             frame = self.protocol.send(opcode, payload)
-            self.sock.sendall(frame)
+            try:
+                sent = self.sock.send(frame)
+            except _WOULD_BLOCK_WRITE:
+                return False  # no room: nothing went out
+            if sent < len(frame):
+                # Part of the frame is on the wire: it must be finished or the
+                # stream is broken (a control frame is tiny: this is rare).
+                self._write(frame[sent:], self.write_timeout)
             self.bytes_sent += len(frame)
             return True
-        except OSError:
+        except OSError:  # TimeoutError included: the next reader sees the broken stream
             return False
         finally:
             self._send_lock.release()
@@ -223,8 +304,7 @@ class Link:
         try:
             if self.close_sent:
                 return True
-            self.sock.settimeout(max(0.001, timeout))
-            self.sock.sendall(frame)
+            self._write(frame, max(0.001, timeout))
             self.bytes_sent += len(frame)
             self.close_sent = True
             return True
@@ -237,28 +317,28 @@ class Link:
         """After the closing handshake: give the server ``timeout`` in all to close TCP first.
 
         Whatever arrives meanwhile is discarded; a peer that keeps sending
-        cannot stretch the wait.
+        cannot stretch the wait. For the holder of ``read_lock``.
         """
         deadline = time.monotonic() + timeout
-        sock = self.sock
         try:
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                data = self.recv()
+                if data == b"":
                     return
-                sock.settimeout(remaining)
-                if not sock.recv(65536):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (data is None and not self.lead_wait(remaining)):
                     return
         except OSError:
             pass
 
+    def shutdown(self) -> None:
+        """Shut the socket down: a reader or writer blocked on it wakes up (the fd stays open)."""
+        _shutdown(self.sock)
+
     def abort(self) -> None:
         """Shut the socket down (waking any blocked reader or writer) and close it."""
         sock = self.sock
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _shutdown(sock)
         try:
             sock.close()
         except OSError:
@@ -489,11 +569,49 @@ class Driver:
             self._receivers.discard(threading.current_thread())
 
     def _receive(self, link: Link) -> BaseException:
-        """Read frames until the link ends; returns why it ended."""
+        """Read and dispatch until the link ends; returns why it ended.
+
+        The reader role is taken only while there is something to read: a
+        ``request()`` caller may hold it meanwhile (:meth:`lead`), and then
+        this thread waits for the role until the caller is done.
+        """
+        read_lock = link.read_lock
+        reader_free = link.reader_free
+        try:
+            while True:
+                if not read_lock.acquire(blocking=False):
+                    # A request() caller is reading (Lead). Waiting on the lock
+                    # itself would make this thread its owner the moment the
+                    # caller let go, and the caller's next request would find
+                    # it taken: wait for the event instead, then look again.
+                    reader_free.wait()
+                    continue
+                try:
+                    if link.lost.is_set() or self._pump(link):
+                        break  # ended: handled by whoever read the end (a leader, or this thread)
+                finally:
+                    read_lock.release()
+                link.wait_readable(None)  # woken by data, the peer's close, or abort()
+        finally:
+            link.abort()  # the socket is closed by its receive thread only
+        assert link.lost_exc is not None
+        return link.lost_exc
+
+    def _pump(
+        self, link: Link, waiter: Any = None, deadline: float | None = None, guard: _SigintGuard | None = None
+    ) -> bool:
+        """Dispatch what the codec holds and what the socket has; True when the link ended.
+
+        The caller holds ``link.read_lock``. Without ``waiter`` (the receive
+        thread) it returns when the socket has nothing more for now; with one
+        (a leader) it waits for the socket until ``waiter`` is done or
+        ``deadline`` passes, and then returns once the codec holds no complete
+        event (what is still in the socket wakes the receive thread).
+        """
         host = self.host
         session = self.session
         proto = link.protocol
-        recv = link.sock.recv
+        recv = link.recv
         monotonic = time.monotonic
         next_event = proto.next_event
         inbox = host._inbox
@@ -518,11 +636,20 @@ class Driver:
                         for item in batch:
                             put_now(item)  # type: ignore[misc]
                         batch.clear()
-                    try:
-                        data = recv(READ_CHUNK)
-                    except TimeoutError:
-                        continue  # the socket timeout bounds writes; reading just goes on
-                    if data:
+                    if waiter is not None and waiter.done():
+                        return False  # the leader's answer is in; the rest is the receive thread's
+                    data = recv()
+                    if data is None:
+                        if waiter is None:
+                            return False
+                        remaining = 3600.0 if deadline is None else deadline - monotonic()
+                        if remaining <= 0:
+                            return False
+                        if guard is None:
+                            link.lead_wait(remaining)
+                        else:
+                            guard.wait(link, remaining)  # Ctrl-C: _Interrupted, with nothing in hand
+                    elif data:
                         proto.receive_data(data)
                     else:
                         proto.receive_eof()
@@ -596,17 +723,18 @@ class Driver:
             if batch:  # nothing read is lost, whatever ended the loop
                 for item in batch:
                     put_now(item)  # type: ignore[misc]
-            if link.lost_exc is None:
-                link.lost_exc = exc
-            link.peer_closed.set()
-            link.abort()
-            if not (self.stopping.is_set() or link.retired or link.candidate):
-                # Fail in-flight requests at once: a connect callback waiting
-                # on one must not sit out its whole timeout.
-                self.fail_pending(ConnectionLost(link.close_code, loss_reason(link.lost_exc)))
-            link.lost.set()
-        assert link.lost_exc is not None
-        return link.lost_exc
+        # The link ended (whoever read the end handles it; the receive thread
+        # then only closes the socket and reconnects).
+        if link.lost_exc is None:
+            link.lost_exc = exc
+        link.peer_closed.set()
+        link.shutdown()  # wakes the receive thread if a leader read the end
+        if not (self.stopping.is_set() or link.retired or link.candidate):
+            # Fail in-flight requests at once: a connect callback waiting
+            # on one must not sit out its whole timeout.
+            self.fail_pending(ConnectionLost(link.close_code, loss_reason(link.lost_exc)))
+        link.lost.set()
+        return True
 
     def _library_message(self, action: Any, link: Link) -> bool:
         """Carry out what the session decided about a text message; True if the user gets it too."""
@@ -1195,3 +1323,127 @@ def _dumps(data: Any) -> bytes:
         return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise TypeError(f"message is not JSON-encodable: {exc}") from exc
+
+
+class Lead:
+    """The reader role, taken by a ``request()`` caller for its own round trip (leader/follower).
+
+    ``request()`` calls :meth:`take` just before its frame is written and
+    :meth:`read` after: when no other thread is reading, its caller becomes
+    the reader and dispatches what arrives (its answer, and every
+    notification, in order, to the queue) itself, instead of waiting for the
+    receive thread to read the answer and wake it: two thread hand-offs fewer
+    per round trip. The role is taken before the write so that the receive
+    thread cannot read the answer first. When another thread is reading,
+    messages go to ``message`` callbacks (they run in the receive thread
+    only) or the queue is bounded (only the receive thread may block on a
+    full queue), the caller just waits and the receive thread reads.
+
+    Ctrl-C in the main thread is deferred while the caller dispatches and
+    raised by :meth:`release` once nothing is in hand (see
+    :class:`_SigintGuard`): no byte read and no message is lost to it.
+    """
+
+    __slots__ = ("_driver", "_guard", "_link")
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._link: Link | None = None
+        self._guard: _SigintGuard | None = None
+
+    def take(self) -> None:
+        """Become the reader if nobody else is reading (called just before the write)."""
+        driver = self._driver
+        host = driver.host
+        if host._callbacks.get("message") or host._inbox.put_nowait is None:
+            return
+        link = driver.require_link()
+        read_lock = link.read_lock
+        if read_lock.locked():
+            return
+        # The guard first, so that no Ctrl-C can come between taking the
+        # role and recording it (release() gives back what was recorded).
+        # Installing it may raise a Ctrl-C already pending: nothing is held yet.
+        self._guard = _SigintGuard.enter()
+        if not read_lock.acquire(blocking=False):
+            return
+        link.reader_free.clear()
+        self._link = link
+
+    def read(self, waiter: Any, timeout: float | None) -> None:
+        """Read and dispatch until ``waiter`` is done or ``timeout`` passes (when the role was taken)."""
+        link = self._link
+        if link is None or link.lost.is_set():
+            return  # not the reader; or the link ended before (its end was handled then)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._driver._pump(link, waiter, deadline, self._guard)
+        except _Interrupted:
+            pass  # raised by release() as the previous handler's KeyboardInterrupt
+
+    def release(self) -> None:
+        """Give the role back; then raise a Ctrl-C deferred meanwhile."""
+        link, self._link = self._link, None
+        if link is not None:
+            link.read_lock.release()  # the receive thread reads what is left in the socket
+            link.reader_free.set()
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.exit()
+
+
+class _Interrupted(BaseException):
+    """Ctrl-C during a leader's wait (nothing read yet): ends the lead, then raised as KeyboardInterrupt."""
+
+
+class _SigintGuard:
+    """Ctrl-C, deferred while a ``request()`` caller in the main thread holds the reader role.
+
+    Python runs signal handlers in the main thread between any two bytecodes:
+    a KeyboardInterrupt there could fall between a read and the codec, or
+    between an event and the queue, and lose it. While the guard is in place
+    the handler only records the signal, except during the wait for the
+    socket (where nothing is in hand), which it interrupts; :meth:`exit`
+    restores the previous handler and calls it with the recorded signal.
+    """
+
+    __slots__ = ("pending", "previous", "waiting")
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+        self.pending: tuple[int, Any] | None = None
+        self.waiting = False
+
+    @classmethod
+    def enter(cls) -> _SigintGuard | None:
+        """Install a guard in the main thread when SIGINT has a Python handler; else None."""
+        if threading.current_thread() is not threading.main_thread():
+            return None  # only the main thread runs Python signal handlers
+        previous = _signal.getsignal(_signal.SIGINT)
+        if not callable(previous):
+            return None  # ignored or the OS default: no exception can come
+        guard = cls(previous)
+        _signal.signal(_signal.SIGINT, guard._handler)
+        return guard
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.pending = (signum, frame)
+        if self.waiting:
+            raise _Interrupted
+
+    def wait(self, link: Link, timeout: float) -> None:
+        """The leader's wait for the socket; raises :class:`_Interrupted` on Ctrl-C."""
+        self.waiting = True
+        try:
+            if self.pending is None:
+                link.lead_wait(timeout)
+        finally:
+            self.waiting = False
+        if self.pending is not None:
+            raise _Interrupted
+
+    def exit(self) -> None:
+        """Restore the previous handler; call it with the deferred signal, if one came."""
+        _signal.signal(_signal.SIGINT, self.previous)
+        if self.pending is not None:
+            self.previous(*self.pending)

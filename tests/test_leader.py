@@ -1,0 +1,284 @@
+"""request() reads its own answer when nobody else is reading (leader/follower, connection.Lead).
+
+Observable: ``message.received`` telemetry runs in the thread that read the
+message, so a test can see who read what. Every test also checks that
+notifications arriving meanwhile reach the queue complete and in order,
+whoever read them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import zen_websocket as zw
+from tests.timeunit import ms, wait_until
+from zen_websocket import telemetry
+from zen_websocket.testing import MockWebSocketServer
+
+BASE = {"heartbeat_config": None, "retry_delay": ms(20), "max_backoff": ms(100), "close_timeout": ms(500)}
+
+
+class NumberedFeed:
+    """A server side that numbers every notification it sends, whichever thread sends it.
+
+    JSON-RPC requests are answered; ``params.before`` notifications are sent
+    first (so the answer comes after them on the wire). ``feed/never`` is not
+    answered, ``feed/close`` closes the connection, ``feed/stream`` starts a
+    background sender on that connection.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.stop = threading.Event()
+        self.streamers: list[threading.Thread] = []
+
+    def notify(self, conn: object) -> None:
+        with self.lock:  # numbered and sent in one step: the wire order is the number order
+            self.seq += 1
+            conn.send(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {"seq": self.seq}}))
+
+    def stream(self, conn: object, interval: float) -> None:
+        while not self.stop.wait(interval):
+            try:
+                self.notify(conn)
+            except Exception:  # the connection closed
+                return
+
+    def handler(self, conn: object, message: str) -> str | None:
+        request = json.loads(message)
+        method, params = request.get("method"), request.get("params") or {}
+        for _ in range(params.get("before", 0)):
+            self.notify(conn)
+        if method == "feed/never":
+            return None
+        if method == "feed/close":
+            conn.close(1011, "bye", wait=False)
+            return None
+        if method == "feed/stream":
+            thread = threading.Thread(target=self.stream, args=(conn, params["interval"]), daemon=True)
+            self.streamers.append(thread)
+            thread.start()
+        with self.lock:  # after the notifications already numbered
+            return json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": params.get("echo", "ok")})
+
+
+@pytest.fixture
+def feed():
+    numbered = NumberedFeed()
+    with MockWebSocketServer(handler=numbered.handler) as server:
+        numbered.server = server
+        yield numbered
+        numbered.stop.set()
+    for thread in numbered.streamers:
+        thread.join(2)
+
+
+@pytest.fixture
+def readers():
+    """Which thread read each message: (thread name, size) in reading order."""
+    seen: list[str] = []
+    telemetry.attach(
+        "test-leader-readers", telemetry.MESSAGE_RECEIVED, lambda *_: seen.append(threading.current_thread().name)
+    )
+    yield seen
+    telemetry.detach("test-leader-readers")
+
+
+def drain_numbers(client: zw.Client, expected: int, timeout: float = 3.0) -> list[int]:
+    numbers: list[int] = []
+    deadline = time.monotonic() + timeout
+    while len(numbers) < expected and time.monotonic() < deadline:
+        try:
+            message = json.loads(client.recv(timeout=max(0.01, deadline - time.monotonic())))
+        except TimeoutError:
+            break
+        numbers.append(message["params"]["seq"])
+    return numbers
+
+
+def test_request_reads_its_own_answer_in_the_calling_thread(feed, readers):
+    with zw.connect(feed.server.url, **BASE) as client:
+        readers.clear()
+        for i in range(20):
+            assert client.request("feed/echo", {"echo": i}) == i
+        # Read here unless the receive thread happened to be reading at that
+        # moment (just after connecting, or looking at its socket again).
+        assert readers.count(threading.current_thread().name) >= 15, readers
+        assert client.get_state_metrics()["pending_requests"] == 0
+
+
+def test_notifications_read_by_a_request_reach_the_queue_in_order(feed, readers):
+    with zw.connect(feed.server.url, **BASE) as client:
+        readers.clear()
+        for _ in range(10):
+            client.request("feed/echo", {"before": 30})
+        assert readers.count(threading.current_thread().name) >= 10
+        assert drain_numbers(client, 300) == list(range(1, 301))
+
+
+def test_a_stream_read_by_both_threads_keeps_its_order(feed, readers):
+    """Notifications stream all the time; requests come and go: no gap, no reordering."""
+    with zw.connect(feed.server.url, **BASE) as client:
+        client.request("feed/stream", {"interval": 0.0005})
+        for i in range(200):
+            client.request("feed/echo", {"before": 2})
+            if i % 20 == 0:  # a pause without a request: the receive thread reads the stream
+                target = feed.seq + 5
+                assert wait_until(lambda target=target: feed.seq >= target)
+        feed.stop.set()
+        total = feed.seq
+        numbers = drain_numbers(client, total)
+        assert numbers == list(range(1, total + 1))
+        names = set(readers)
+        assert threading.current_thread().name in names
+        assert any(name.startswith("zen-ws-recv-") for name in names)
+
+
+def test_concurrent_requests_from_many_threads(feed):
+    """One thread leads at a time; the others wait and get their own answers, whoever reads them."""
+    errors: list[BaseException] = []
+    with zw.connect(feed.server.url, **BASE) as client:
+        client.request("feed/stream", {"interval": 0.001})
+
+        def worker(k: int) -> None:
+            try:
+                for i in range(100):
+                    value = f"{k}-{i}"
+                    assert client.request("feed/echo", {"echo": value, "before": i % 3}) == value
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        feed.stop.set()
+        assert not errors, errors[:3]
+        assert client.get_state_metrics()["pending_requests"] == 0
+        total = feed.seq
+        assert drain_numbers(client, total) == list(range(1, total + 1))
+
+
+def test_close_from_another_thread_ends_a_waiting_leader(feed, readers):
+    with zw.connect(feed.server.url, **BASE) as client:
+        closer = threading.Timer(ms(50), client.close)
+        started = time.monotonic()
+        closer.start()
+        with pytest.raises(zw.ConnectionLost):
+            client.request("feed/never", timeout=10)
+        assert time.monotonic() - started < 2
+        closer.join()
+    assert client.get_state() == "disconnected"
+
+
+def test_after_a_leader_times_out_the_receive_thread_reads_again(feed, readers):
+    with zw.connect(feed.server.url, **BASE) as client:
+        with pytest.raises(zw.RequestTimeout):
+            client.request("feed/never", timeout=ms(50))
+        readers.clear()
+        feed.notify(feed.server.connections[0])
+        assert drain_numbers(client, 1) == [1]
+        assert readers and readers[0].startswith("zen-ws-recv-")
+
+
+def test_message_callbacks_stay_on_the_receive_thread(feed):
+    threads: list[str] = []
+    options = dict(BASE, on_message=lambda client, message: threads.append(threading.current_thread().name))
+    with zw.connect(feed.server.url, **options) as client:
+        for _ in range(5):
+            client.request("feed/echo", {"before": 3})
+        assert wait_until(lambda: len(threads) >= 15)
+    assert threads and all(name.startswith("zen-ws-recv-") for name in threads)
+
+
+def test_a_bounded_queue_is_filled_by_the_receive_thread_only(feed, readers):
+    with zw.connect(feed.server.url, max_queue=1000, **BASE) as client:
+        readers.clear()
+        client.request("feed/echo", {"before": 5})
+        assert all(name.startswith("zen-ws-recv-") for name in readers)
+        assert drain_numbers(client, 5) == [1, 2, 3, 4, 5]
+
+
+def test_peer_close_read_by_a_leader_fails_the_request_and_reconnects(feed):
+    with zw.connect(feed.server.url, **BASE) as client:
+        with pytest.raises(zw.ConnectionLost):
+            client.request("feed/close", timeout=5)
+        assert wait_until(lambda: client.get_state() == "connected" and client.get_state_metrics()["reconnects"] == 1)
+        assert client.request("feed/echo", {"echo": "again"}) == "again"
+
+
+CTRL_C_CHILD = textwrap.dedent(
+    """
+    import json, os, random, signal, sys, threading, time
+    import zen_websocket as zw
+
+    url, seconds = sys.argv[1], float(sys.argv[2])
+    client = zw.connect(url, heartbeat_config=None, close_timeout=0.5)
+    stop = threading.Event()
+
+    def interrupter():
+        rng = random.Random(7)
+        while not stop.wait(rng.uniform(0.0005, 0.004)):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupter, daemon=True).start()
+    interrupts = answered = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            client.request("feed/echo", {"before": 3}, timeout=5)
+            answered += 1
+        except KeyboardInterrupt:
+            interrupts += 1
+    stop.set()
+    time.sleep(0.05)  # a SIGINT sent just before stop is delivered now
+    # Interrupts are over: a last request, then every notification the server numbered.
+    while True:
+        try:
+            last = client.request("feed/echo", {"echo": "last"}, timeout=5)
+            break
+        except KeyboardInterrupt:
+            interrupts += 1
+    numbers = []
+    while True:
+        try:
+            message = json.loads(client.recv(timeout=0.5))
+        except TimeoutError:
+            break
+        if message.get("method") == "subscription":
+            numbers.append(message["params"]["seq"])
+    print(json.dumps({"interrupts": interrupts, "answered": answered, "last": last,
+                      "numbers": numbers, "state": client.get_state()}))
+    client.close()
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_requests_loses_no_message(feed):
+    """SIGINT at random moments of request() in the main thread: raised, and the stream stays whole."""
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C_CHILD, feed.server.url, "2.0"],
+        capture_output=True,
+        text=True,
+        timeout=45,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["interrupts"] > 20 and report["answered"] > 20, report
+    assert report["last"] == "last" and report["state"] == "connected"
+    numbers = report["numbers"]
+    assert numbers == list(range(1, feed.seq + 1)), (len(numbers), feed.seq)
+    assert feed.server.connection_count == 1  # never reconnected: the stream was never corrupted
