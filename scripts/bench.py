@@ -10,7 +10,10 @@ subprocess (pre-built frames, so the server is never the bottleneck):
 (c) CPU seconds per 100,000 messages received (whole client process);
 (d) RSS and threads per idle connection (each client kind in a fresh child
     process, so one kind's freed memory cannot hide the other's cost);
-(e) ``client.request()`` round trip vs raw echo;
+(e) ``client.request()`` round trip vs raw echo, and vs raw websocket-client
+    (``skip_utf8_validation=True``) doing the same JSON-RPC round trip by
+    hand (build the request with the next id, ``json.dumps``, send, recv,
+    ``json.loads``, check the id, take ``"result"``): p50 and p99;
 (f) JSON-RPC notifications received while a request is in flight (the
     router looks at every message) vs plain ``recv()``;
 (g) ``RateLimiter.consume()`` cost per call;
@@ -19,11 +22,15 @@ subprocess (pre-built frames, so the server is never the bottleneck):
     ``websockets.sync``, both with compression on (medians of interleaved runs);
 (i) scale: one ``ClientSupervisor`` holding 1,000 children (the server in
     another process), a ping every second each: connect time, KiB and
-    threads per child, idle CPU, heartbeat lateness p99.
+    threads per child, idle CPU, heartbeat lateness p99;
+(j) large messages: ``recv()`` throughput at 2 KB and 64 KB, zen
+    ``recv()`` loop vs raw websocket-client ``recv()``
+    (``skip_utf8_validation=True``) vs ``websockets.sync`` ``recv()``,
+    interleaved like (a), with CPU per 100,000 messages and per GB.
 
 Usage::
 
-    .venv/bin/python scripts/bench.py            # full run, about a minute
+    .venv/bin/python scripts/bench.py            # full run, 3-4 minutes on 2 cores
     .venv/bin/python scripts/bench.py --quick    # 10x fewer messages (smoke test)
     .venv/bin/python scripts/bench.py --json results.json
 """
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -43,7 +51,7 @@ import threading
 import time
 import timeit
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +64,11 @@ HERE = Path(__file__).resolve().parent
 SERVER = HERE / "bench_server.py"
 REPEATS = 3
 SIZE = 200  # bytes per message, (a) and (f)
+# (j): message size -> (burst, repeats) of a full run. The server caches one
+# burst whole (64 KB x 2,000 is 131 MB) and sends it ``repeats`` times per run,
+# so a run lasts about 0.3-1 s (fastest to slowest client when this was
+# written) without holding more in memory.
+LARGE_BURSTS = {2 * 1024: (20_000, 2), 64 * 1024: (2_000, 5)}
 TITLE = "zen_websocket benchmark"
 HEADER = f"{'client':<58}{'msg/s':>12}{'CPU s/100k':>12}"
 
@@ -69,6 +82,11 @@ class Throughput:
     rate: float  # messages per second, best run
     cpu_per_100k: float  # process CPU seconds per 100,000 messages, best run
     runs: list[float]  # every run's rate
+    size: int = SIZE  # bytes per message
+    cpu_per_gb: float = field(init=False)  # process CPU seconds per 10**9 payload bytes, best run
+
+    def __post_init__(self) -> None:
+        self.cpu_per_gb = self.cpu_per_100k / (100_000 * self.size) * 1e9
 
 
 @dataclass
@@ -136,6 +154,11 @@ def timed_loop(recv: Callable[[], Any], n: int) -> tuple[int, float, float]:
     return count, elapsed, cpu
 
 
+def size_name(size: int) -> str:
+    """``200 B``, ``2 KB``, ``64 KB``: how the report names a message size."""
+    return f"{size // 1024} KB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+
+
 def progress(text: str) -> None:
     """Progress goes to stderr, so stdout is just the report."""
     print(f"  {text}", file=sys.stderr, flush=True)
@@ -166,12 +189,22 @@ def websockets_client(url: str) -> Any:
 
 
 class Receiver:
-    """One client under test: ``run()`` times one burst of ``n`` messages."""
+    """One client under test: ``run()`` times one burst of ``n`` messages.
 
-    def __init__(self, key: str, label: str, n: int) -> None:
-        self.key, self.label, self.n = key, label, n
+    With ``repeats``, the server sends its cached burst of ``n // repeats``
+    messages that many times over before ``done``.
+    """
+
+    def __init__(self, key: str, label: str, n: int, size: int = SIZE, repeats: int = 1) -> None:
+        if n % repeats:
+            raise ValueError(f"{n} messages are not {repeats} equal bursts")
+        self.key, self.label, self.n, self.size, self.repeats = key, label, n, size, repeats
         self.rates: list[float] = []
         self.cpus: list[float] = []
+
+    def command(self, kind: str = "blast") -> str:
+        """The bench server's command for one run."""
+        return f"{kind} {self.n // self.repeats} {self.size} {self.repeats}"
 
     def run(self) -> tuple[int, float, float]:
         raise NotImplementedError
@@ -186,13 +219,23 @@ class Receiver:
         self.cpus.append(cpu / count * 100_000)
 
     def result(self) -> Throughput:
-        return Throughput(self.label, self.n, max(self.rates), min(self.cpus), self.rates)
+        return Throughput(self.label, self.n, max(self.rates), min(self.cpus), self.rates, self.size)
 
 
 class ZenRecv(Receiver):
-    def __init__(self, key: str, label: str, n: int, url: str, kind: str = "blast", in_flight: bool = False) -> None:
-        super().__init__(key, label, n)
-        self.command = f"{kind} {n} {SIZE}"
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        n: int,
+        url: str,
+        kind: str = "blast",
+        in_flight: bool = False,
+        size: int = SIZE,
+        repeats: int = 1,
+    ) -> None:
+        super().__init__(key, label, n, size, repeats)
+        self.kind = kind
         self.client = zen_client(url)
         self.pending = None
         if in_flight:
@@ -201,7 +244,7 @@ class ZenRecv(Receiver):
             assert self.client.get_state_metrics()["pending_requests"] == 1
 
     def run(self) -> tuple[int, float, float]:
-        self.client.send_message(self.command)
+        self.client.send_message(self.command(self.kind))
         result = timed_loop(self.client.recv, self.n)
         if self.pending is not None:
             assert not self.pending.done() and self.client.get_state_metrics()["pending_requests"] == 1
@@ -231,7 +274,7 @@ class ZenCallback(Receiver):
     def run(self) -> tuple[int, float, float]:
         self.count = 0
         self.done.clear()
-        self.client.send_message(f"blast {self.n} {SIZE}")
+        self.client.send_message(self.command())
         if not self.done.wait(120):
             raise RuntimeError("callback burst did not finish")
         assert self.count == self.n, f"expected {self.n} messages, got {self.count}"
@@ -242,12 +285,14 @@ class ZenCallback(Receiver):
 
 
 class RawRecv(Receiver):
-    def __init__(self, key: str, label: str, n: int, url: str, skip_utf8: bool) -> None:
-        super().__init__(key, label, n)
+    def __init__(
+        self, key: str, label: str, n: int, url: str, skip_utf8: bool, size: int = SIZE, repeats: int = 1
+    ) -> None:
+        super().__init__(key, label, n, size, repeats)
         self.ws = raw_client(url, skip_utf8)
 
     def run(self) -> tuple[int, float, float]:
-        self.ws.send(f"blast {self.n} {SIZE}")
+        self.ws.send(self.command())
         return timed_loop(self.ws.recv, self.n)
 
     def close(self) -> None:
@@ -255,12 +300,12 @@ class RawRecv(Receiver):
 
 
 class WebsocketsRecv(Receiver):
-    def __init__(self, key: str, label: str, n: int, url: str) -> None:
-        super().__init__(key, label, n)
+    def __init__(self, key: str, label: str, n: int, url: str, size: int = SIZE, repeats: int = 1) -> None:
+        super().__init__(key, label, n, size, repeats)
         self.ws = websockets_client(url)
 
     def run(self) -> tuple[int, float, float]:
-        self.ws.send(f"blast {self.n} {SIZE}")
+        self.ws.send(self.command())
         return timed_loop(self.ws.recv, self.n)
 
     def close(self) -> None:
@@ -279,6 +324,11 @@ def bench_receive(url: str, n: int) -> dict[str, Throughput]:
         ),
         lambda: ZenRecv("routed", "zen_websocket  recv(), notifications, 1 request in flight", n, url, "notify", True),
     ]
+    return interleave(makers, "receive")
+
+
+def interleave(makers: list[Callable[[], Receiver]], what: str) -> dict[str, Throughput]:
+    """Open every receiver, then run ``REPEATS`` rounds of one burst each, in turn."""
     receivers: list[Receiver] = []
     try:
         for make in makers:
@@ -287,11 +337,31 @@ def bench_receive(url: str, n: int) -> dict[str, Throughput]:
             for r in receivers:
                 started = time.monotonic()
                 r.measure()
-                progress(f"receive round {round_no + 1}/{REPEATS}: {r.key} {time.monotonic() - started:.1f}s")
+                progress(f"{what} round {round_no + 1}/{REPEATS}: {r.key} {time.monotonic() - started:.1f}s")
     finally:
         for r in receivers:
             r.close()
     return {r.key: r.result() for r in receivers}
+
+
+# ---------------------------------------------------------------------------
+# (j) large messages
+#
+# One size at a time, so the server's one cached burst serves every round of
+# that size (the 64 KB burst is hundreds of MB: rebuilding it per run would
+# only waste time).
+
+
+def bench_large(url: str, size: int, burst: int, repeats: int) -> dict[str, Throughput]:
+    kib = size_name(size)
+    n = burst * repeats
+    raw_label = f"websocket-client recv() (skip_utf8_validation=True), {kib}"
+    makers: list[Callable[[], Receiver]] = [
+        lambda: ZenRecv("zen_recv", f"zen_websocket  recv() loop, {kib}", n, url, size=size, repeats=repeats),
+        lambda: RawRecv("raw_skip", raw_label, n, url, True, size, repeats),
+        lambda: WebsocketsRecv("websockets", f"websockets.sync recv(), {kib}", n, url, size, repeats),
+    ]
+    return interleave(makers, f"receive {kib}")
 
 
 # ---------------------------------------------------------------------------
@@ -325,11 +395,24 @@ def bench_round_trips(url: str, n: int) -> dict[str, Latency]:
     def zen_request() -> None:
         zen.request("bench/echo", params)
 
-    cases: list[tuple[str, str, Callable[[], None]]] = [
+    raw_ids = itertools.count(1)
+
+    def raw_jsonrpc() -> Any:
+        # What request() does, by hand: the same compact bytes on the wire.
+        request_id = next(raw_ids)
+        request = {"jsonrpc": "2.0", "id": request_id, "method": "bench/echo", "params": params}
+        raw_skip.send(json.dumps(request, separators=(",", ":")))
+        response = json.loads(raw_skip.recv())
+        if response["id"] != request_id:
+            raise RuntimeError(f"raw JSON-RPC: expected id {request_id}, got {response['id']!r}")
+        return response["result"]
+
+    cases: list[tuple[str, str, Callable[[], Any]]] = [
         ("zen_echo", "zen_websocket  send_message() + recv()", zen_echo),
         ("raw_echo_default", "websocket-client send() + recv() (default)", raw_default_echo),
         ("raw_echo_skip", "websocket-client send() + recv() (skip_utf8_validation=True)", raw_skip_echo),
         ("zen_request", 'zen_websocket  request("bench/echo")', zen_request),
+        ("raw_jsonrpc", "websocket-client same JSON-RPC by hand (skip-utf8)", raw_jsonrpc),
     ]
     samples: dict[str, list[float]] = {key: [] for key, _, _ in cases}
     clock = time.perf_counter
@@ -706,6 +789,44 @@ def report_scale(s: dict[str, Any]) -> None:
 # report
 
 
+def report_large(large: dict[int, dict[str, Throughput]], by_size: dict[str, float]) -> None:
+    """Print (j); ``by_size`` is zen/raw skip-utf8 ``recv()`` msg/s per size, 200 B of (a) included."""
+    print(f"(j) Receive large text messages; best of {REPEATS} runs, interleaved per size, as (a)")
+    print(f"  {'client':<58}{'msg/s':>12}{'MB/s':>9}{'CPU s/100k':>12}{'CPU s/GB':>10}")
+    for size, rows in large.items():
+        for key in ("zen_recv", "raw_skip", "websockets"):
+            t = rows[key]
+            mb_s = t.rate * t.size / 1e6
+            print(f"  {t.label:<58}{t.rate:>12,.0f}{mb_s:>9,.0f}{t.cpu_per_100k:>12.3f}{t.cpu_per_gb:>10.3f}")
+        zen, raw, wsr = (rows[k] for k in ("zen_recv", "raw_skip", "websockets"))
+        print(
+            f"    {size_name(size)} x {zen.messages:,}: zen/raw skip-utf8 msg/s {zen.rate / raw.rate:.2f}x, "
+            f"CPU per message {zen.cpu_per_100k / raw.cpu_per_100k:.2f}x; zen/websockets msg/s "
+            f"{zen.rate / wsr.rate:.2f}x, CPU per message {zen.cpu_per_100k / wsr.cpu_per_100k:.2f}x"
+        )
+    shown = ", ".join(f"{size_name(int(size))} {ratio:.2f}x" for size, ratio in by_size.items())
+    print(f"  zen recv()/raw skip-utf8 msg/s by size: {shown}")
+    print()
+
+
+def ratios(r: dict[str, Any]) -> dict[str, Any]:
+    """The ratios issue 8 sets targets on (zen over the other client), as the report and ``--json`` show them."""
+    by_size: dict[int, dict[str, Throughput]] = {SIZE: r["throughput"], **r["large"]}
+    lat: dict[str, Latency] = r["latency"]
+    return {
+        "recv_vs_raw_skip_utf8": {
+            str(size): rows["zen_recv"].rate / rows["raw_skip"].rate for size, rows in by_size.items()
+        },
+        "recv_vs_websockets": {
+            str(size): rows["zen_recv"].rate / rows["websockets"].rate for size, rows in by_size.items()
+        },
+        "request_vs_raw_jsonrpc": {
+            "p50": lat["zen_request"].p50_us / lat["raw_jsonrpc"].p50_us,
+            "p99": lat["zen_request"].p99_us / lat["raw_jsonrpc"].p99_us,
+        },
+    }
+
+
 def check(ok: bool) -> str:
     return "[met] " if ok else "[MISS]"
 
@@ -731,16 +852,21 @@ def report(r: dict[str, Any], quick: bool) -> list[tuple[str, bool]]:
     print(f"    {'zen callback':<22}{zc / rd:>13.2f}x{zc / rs:>14.2f}x{zc / wsr:>11.2f}x")
     print()
 
+    rt = ratios(r)
+    report_large(r["large"], rt["recv_vs_raw_skip_utf8"])
+
     print(f"(b)+(e) Round trips, {r['rtt_n']:,} sequential, ~{SIZE}-byte messages")
     print(f"  {'':<58}{'p50 µs':>12}{'p99 µs':>12}")
-    for key in ("zen_echo", "raw_echo_default", "raw_echo_skip", "zen_request"):
+    for key in ("zen_echo", "raw_echo_default", "raw_echo_skip", "zen_request", "raw_jsonrpc"):
         x = lat[key]
         print(f"  {x.label:<58}{x.p50_us:>12.1f}{x.p99_us:>12.1f}")
     ze, rde, rse, zq = (lat[k].p50_us for k in ("zen_echo", "raw_echo_default", "raw_echo_skip", "zen_request"))
+    rpc50, rpc99 = rt["request_vs_raw_jsonrpc"]["p50"], rt["request_vs_raw_jsonrpc"]["p99"]
     print(f"  ratios (p50): zen echo/raw default {ze / rde:.2f}x, zen echo/raw skip-utf8 {ze / rse:.2f}x,")
     print(
         f"                zen request/raw echo default {zq / rde:.2f}x, zen request/raw echo skip-utf8 {zq / rse:.2f}x"
     )
+    print(f"  zen request()/raw JSON-RPC by hand: p50 {rpc50:.2f}x, p99 {rpc99:.2f}x (target <= 1.3x, stretch <= 1.1x)")
     print()
 
     plain, routed, notify_plain = tp["zen_recv"], tp["routed"], tp["notify_plain"]
@@ -792,14 +918,22 @@ def report(r: dict[str, Any], quick: bool) -> list[tuple[str, bool]]:
     sc = r["scale"]
     report_scale(sc)
 
+    big = rt["recv_vs_raw_skip_utf8"][str(64 * 1024)]
     targets = [
         (f"recv() >= 1.5x raw websocket-client, default        ({zr / rd:.2f}x)", zr >= 1.5 * rd),
         (f"recv() >= 1.5x raw websocket-client, skip-utf8      ({zr / rs:.2f}x)", zr >= 1.5 * rs),
         (f"recv() >= 1.0x websockets sync                      ({zr / wsr:.2f}x)", zr >= 1.0 * wsr),
+        (f"recv() {SIZE} B >= 2x websockets sync                  ({zr / wsr:.2f}x)", zr >= 2.0 * wsr),
+        (
+            f"recv() 64 KB >= 2x raw websocket-client, skip-utf8  ({big:.2f}x)",
+            big >= 2.0,
+        ),
         (f"echo p50 <= 1.3x raw echo, default                  ({ze / rde:.2f}x)", ze <= 1.3 * rde),
         (f"echo p50 <= 1.3x raw echo, skip-utf8                ({ze / rse:.2f}x)", ze <= 1.3 * rse),
         (f"request p50 <= 1.3x raw echo, default               ({zq / rde:.2f}x)", zq <= 1.3 * rde),
         (f"request p50 <= 1.3x raw echo, skip-utf8             ({zq / rse:.2f}x)", zq <= 1.3 * rse),
+        (f"request p50 <= 1.3x raw JSON-RPC by hand            ({rpc50:.2f}x)", rpc50 <= 1.3),
+        (f"request p99 <= 1.3x raw JSON-RPC by hand            ({rpc99:.2f}x)", rpc99 <= 1.3),
         (
             f"routed notifications >= 0.9x plain recv() of (a)    ({routed.rate / plain.rate:.2f}x)",
             routed.rate >= 0.9 * plain.rate,
@@ -830,6 +964,9 @@ def run(url: str, quick: bool) -> dict[str, Any]:
     consume_calls = 1_000_000 // scale
     results: dict[str, Any] = {"n": n, "rtt_n": rtt_n, "consume_calls": consume_calls}
     results["throughput"] = bench_receive(url, n)
+    results["large"] = {
+        size: bench_large(url, size, burst // scale, repeats) for size, (burst, repeats) in LARGE_BURSTS.items()
+    }
     started = time.monotonic()
     results["latency"] = bench_round_trips(url, rtt_n)
     progress(f"round trips {time.monotonic() - started:.1f}s")
@@ -891,7 +1028,9 @@ def main() -> int:
     if args.json:
         out = dict(results)
         out["throughput"] = {k: asdict(v) for k, v in results["throughput"].items()}
+        out["large"] = {str(size): {k: asdict(v) for k, v in rows.items()} for size, rows in results["large"].items()}
         out["latency"] = {k: asdict(v) for k, v in results["latency"].items()}
+        out["ratios"] = ratios(results)
         out["targets"] = [{"target": text, "met": ok} for text, ok in targets]
         out["quick"] = args.quick
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

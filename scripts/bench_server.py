@@ -3,10 +3,11 @@
 Runs as its own process (``python scripts/bench_server.py PORT``), so the
 client under test has the interpreter to itself. Commands (text messages):
 
-- ``blast N SIZE``: send N text frames of SIZE bytes, then the text ``done``.
-- ``notify N SIZE``: send N Deribit-style JSON-RPC notifications
-  (``{"jsonrpc":"2.0","method":"subscription","params":{...}}``, no ``id``)
-  of SIZE bytes, then the text ``done``.
+- ``blast N SIZE [REPEAT]``: send N text frames of SIZE bytes (REPEAT
+  times over, default once), then the text ``done``.
+- ``notify N SIZE [REPEAT]``: the same with Deribit-style JSON-RPC
+  notifications (``{"jsonrpc":"2.0","method":"subscription","params":{...}}``,
+  no ``id``) of SIZE bytes.
 - a JSON-RPC request (a text JSON object with ``"id"`` and ``"method"``) is
   answered ``{"jsonrpc":"2.0","id":<id>,"result":<params or "ok">}``,
   except method ``bench/never``, which is never answered (so a client keeps
@@ -14,7 +15,9 @@ client under test has the interpreter to itself. Commands (text messages):
 - anything else is echoed back (text or binary).
 
 Bursts are cached by (command, N, SIZE): a repeated burst is sent without
-being rebuilt, so repeated measurements only time the client.
+being rebuilt, so repeated measurements only time the client. REPEAT sends
+the one cached burst again, so a long run of large messages needs memory for
+N of them only.
 
 Only what a benchmark needs: no fragmentation, no extensions, one thread per
 connection. The handshake is written by hand to keep the server lean.
@@ -68,14 +71,17 @@ _bursts: dict[tuple[bytes, int, int], bytes] = {}
 _bursts_lock = threading.Lock()
 
 
+DONE = frame(0x1, b"done")
+
+
 def burst(kind: bytes, n: int, size: int) -> bytes:
-    """N pre-built frames then ``done``; cached so a repeat costs one sendall."""
+    """N pre-built frames; cached so a repeat costs one sendall."""
     key = (kind, n, size)
     with _bursts_lock:
         blob = _bursts.get(key)
         if blob is None:
             build = BUILDERS[kind]
-            blob = b"".join(frame(0x1, build(i, size)) for i in range(1, n + 1)) + frame(0x1, b"done")
+            blob = b"".join(frame(0x1, build(i, size)) for i in range(1, n + 1))
             _bursts.clear()  # keep one burst: 200,000 x 200 bytes is 40 MB
             _bursts[key] = blob
     return blob
@@ -155,8 +161,11 @@ def serve_connection(sock: socket.socket) -> None:
                         sock.sendall(response)
                     continue
             if opcode == 0x1 and (data.startswith(b"blast ") or data.startswith(b"notify ")):
-                kind, n, size = data.split()
-                sock.sendall(burst(kind, int(n), int(size)))
+                kind, n, size, *repeat = data.split()
+                blob = burst(kind, int(n), int(size))
+                for _ in range(int(repeat[0]) if repeat else 1):
+                    sock.sendall(blob)
+                sock.sendall(DONE)
                 continue
             sock.sendall(frame(opcode, data))
     except (ConnectionError, OSError):
