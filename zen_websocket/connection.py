@@ -579,18 +579,20 @@ class Driver:
         reader_free = link.reader_free
         try:
             while True:
-                if not read_lock.acquire(blocking=False):
+                if read_lock.acquire(blocking=False):
+                    try:
+                        if link.lost.is_set() or self._pump(link):
+                            break  # ended: handled by whoever read the end (a leader, or this thread)
+                    finally:
+                        read_lock.release()
+                else:
                     # A request() caller is reading (Lead). Waiting on the lock
                     # itself would make this thread its owner the moment the
                     # caller let go, and the caller's next request would find
-                    # it taken: wait for the event instead, then look again.
+                    # it taken: wait for the event instead. A leader leaves
+                    # no complete event in the codec, so what is left to read
+                    # is in the socket: wait for it straight away.
                     reader_free.wait()
-                    continue
-                try:
-                    if link.lost.is_set() or self._pump(link):
-                        break  # ended: handled by whoever read the end (a leader, or this thread)
-                finally:
-                    read_lock.release()
                 link.wait_readable(None)  # woken by data, the peer's close, or abort()
         finally:
             link.abort()  # the socket is closed by its receive thread only
@@ -636,12 +638,11 @@ class Driver:
                         for item in batch:
                             put_now(item)  # type: ignore[misc]
                         batch.clear()
-                    if waiter is not None and waiter.done():
-                        return False  # the leader's answer is in; the rest is the receive thread's
-                    data = recv()
-                    if data is None:
-                        if waiter is None:
-                            return False
+                    if waiter is not None:
+                        if waiter.done():
+                            return False  # the leader's answer is in; the rest is the receive thread's
+                        # A leader waits first: its answer is rarely in yet,
+                        # and an empty read costs an exception.
                         remaining = 3600.0 if deadline is None else deadline - monotonic()
                         if remaining <= 0:
                             return False
@@ -649,6 +650,10 @@ class Driver:
                             link.lead_wait(remaining)
                         else:
                             guard.wait(link, remaining)  # Ctrl-C: _Interrupted, with nothing in hand
+                    data = recv()
+                    if data is None:
+                        if waiter is None:
+                            return False  # the receive thread: nothing more for now
                     elif data:
                         proto.receive_data(data)
                     else:
