@@ -282,3 +282,86 @@ def test_ctrl_c_during_requests_loses_no_message(feed):
     numbers = report["numbers"]
     assert numbers == list(range(1, feed.seq + 1)), (len(numbers), feed.seq)
     assert feed.server.connection_count == 1  # never reconnected: the stream was never corrupted
+
+
+# -- the parked receive thread ------------------------------------------------
+#
+# After a request, when nothing is expected, the receive thread is left
+# parked (Lead.release) and looks at the socket again after _PARKED_FOR. With
+# _PARKED_FOR stretched to a minute, only an explicit unpark can wake it, so
+# each test below hangs (and fails on its bound) if its unpark is missing.
+
+
+@pytest.fixture
+def parked_for_long(monkeypatch):
+    from zen_websocket import connection
+
+    monkeypatch.setattr(connection, "_PARKED_FOR", 60.0)
+
+
+def back_to_back(client: zw.Client, n: int = 20) -> None:
+    for i in range(n):
+        assert client.request("feed/echo", {"echo": i}) == i
+
+
+def test_recv_wakes_a_parked_receive_thread(feed, parked_for_long):
+    with zw.connect(feed.server.url, **BASE) as client:
+        back_to_back(client)
+        feed.notify(feed.server.connections[0])  # nobody reads the socket now
+        assert drain_numbers(client, 1, timeout=5) == [1]
+
+
+def test_a_consumer_blocked_in_recv_keeps_the_receive_thread_awake(feed, parked_for_long):
+    with zw.connect(feed.server.url, **BASE) as client:
+        got: list[int] = []
+        consumer = threading.Thread(target=lambda: got.extend(drain_numbers(client, 3, timeout=5)))
+        consumer.start()
+        assert wait_until(lambda: client._recv_lock.locked())
+        back_to_back(client)
+        for _ in range(3):
+            feed.notify(feed.server.connections[0])
+        consumer.join(10)
+        assert got == [1, 2, 3]
+
+
+def test_request_async_after_requests_gets_its_answer(feed, parked_for_long):
+    with zw.connect(feed.server.url, **BASE) as client:
+        back_to_back(client)
+        assert client.request_async("feed/echo", {"echo": "async"}).result(timeout=5) == "async"
+
+
+def test_heartbeat_replies_are_read_after_requests(feed, parked_for_long):
+    options = dict(BASE, heartbeat_config={"type": "ping", "interval": ms(30), "timeout": ms(300)})
+    with zw.connect(feed.server.url, **options) as client:
+        back_to_back(client)
+        health = client.get_heartbeat_health()
+        # Two more replies after the requests: each was read although nobody else reads.
+        before = health["last_heartbeat_at"]
+        assert wait_until(lambda: client.get_heartbeat_health()["last_heartbeat_at"] != before, timeout=2)
+        before = client.get_heartbeat_health()["last_heartbeat_at"]
+        assert wait_until(lambda: client.get_heartbeat_health()["last_heartbeat_at"] != before, timeout=2)
+        assert client.get_heartbeat_health()["total_failures"] == 0
+        assert client.get_state() == "connected"
+
+
+def test_close_after_requests_is_prompt(feed, parked_for_long):
+    client = zw.connect(feed.server.url, **BASE)
+    back_to_back(client)
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 2
+    assert feed.server.wait_for(lambda: not feed.server.connections, timeout=2)
+
+
+def test_unsolicited_data_is_read_within_the_park_time(feed, readers, monkeypatch):
+    from zen_websocket import connection
+
+    monkeypatch.setattr(connection, "_PARKED_FOR", ms(20))
+    with zw.connect(feed.server.url, **BASE) as client:
+        back_to_back(client)
+        readers.clear()
+        feed.notify(feed.server.connections[0])
+        # Read by the receive thread on its own (nobody is in recv()): queued.
+        assert wait_until(lambda: readers == [readers[0]] if readers else False, timeout=2)
+        assert readers[0].startswith("zen-ws-recv-")
+        assert drain_numbers(client, 1) == [1]

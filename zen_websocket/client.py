@@ -227,6 +227,8 @@ class Client:
             raise NotConnectedError("recv() before connect()")
         if not self._recv_lock.acquire(blocking=False):
             raise UsageError("another thread is already in recv(); use one consumer or a message callback")
+        if driver._parked is not None:
+            driver.unpark()  # a request() caller left the receive thread parked: it reads for us now
         try:
             try:
                 item = self._inbox.get(timeout)
@@ -545,6 +547,8 @@ class Client:
         tracked = self._correlator.track(
             request_id, method, timeout=timeout, resolve_with=resolve_with, future=future, deliver=deliver
         )
+        if before_write is None and self._driver._parked is not None:
+            self._driver.unpark()  # nobody will lead for this one: the receive thread reads its answer
         if timeout is not None:
             self._driver.reschedule()
         if not internal and telemetry.handlers_for(telemetry.REQUEST_START):

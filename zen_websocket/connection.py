@@ -90,6 +90,11 @@ READ_CHUNK = 256 * 1024
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _WOULD_BLOCK_WRITE = _WOULD_BLOCK
 
+# How long a receive thread left parked by a request() caller (Lead.release)
+# may leave the socket unwatched: what arrives meanwhile, when nobody waits for
+# anything, is read at the latest this much later.
+_PARKED_FOR = 0.01
+
 # The longest text of a frame shown in a debug log line (masked, control characters escaped so a
 # frame cannot forge log lines, then cut).
 LOG_FRAME_CHARS = 500
@@ -394,6 +399,7 @@ class Driver:
         self._rotating_link: Link | None = None  # the candidate, for close() to abort
         self._handshake_sock: socket.socket | None = None  # the handshake in progress, for close() to abort
         self._scheduler: Scheduler | None = None
+        self._parked: Link | None = None  # a link whose receive thread a leader left parked (Lead.release)
         self._timer: Timer | None = None
         self._timer_lock = threading.Lock()  # guards _timer
 
@@ -585,15 +591,19 @@ class Driver:
                             break  # ended: handled by whoever read the end (a leader, or this thread)
                     finally:
                         read_lock.release()
+                    link.wait_readable(None)  # woken by data, the peer's close, or abort()
+                elif reader_free.is_set():
+                    # A leader is letting go at this moment: wait for it.
+                    read_lock.acquire()
+                    read_lock.release()
                 else:
                     # A request() caller is reading (Lead). Waiting on the lock
                     # itself would make this thread its owner the moment the
                     # caller let go, and the caller's next request would find
-                    # it taken: wait for the event instead. A leader leaves
-                    # no complete event in the codec, so what is left to read
-                    # is in the socket: wait for it straight away.
-                    reader_free.wait()
-                link.wait_readable(None)  # woken by data, the peer's close, or abort()
+                    # it taken: wait for the event instead. A leader that had
+                    # nothing left for anyone leaves this thread parked
+                    # (Lead.release): then it looks again every _PARKED_FOR.
+                    reader_free.wait(_PARKED_FOR)
         finally:
             link.abort()  # the socket is closed by its receive thread only
         assert link.lost_exc is not None
@@ -843,8 +853,16 @@ class Driver:
         self.host._emit_telemetry(telemetry.DISCONNECT, {}, reason=reason, code=link.close_code)
         self.host._emit("disconnect", reason)
 
+    def unpark(self) -> None:
+        """Wake a receive thread a leader left parked: something needs the socket watched now."""
+        link = self._parked
+        if link is not None:
+            self._parked = None
+            link.reader_free.set()
+
     def _retire(self, link: Link) -> None:
         """Forget a finished link, keeping its byte counts (once)."""
+        self.unpark()
         with self._state_lock:
             if self.link is not link:
                 return
@@ -1118,6 +1136,8 @@ class Driver:
         # Counted as sent even when the frame could not go out at once: a peer
         # that stopped reading then misses its reply and is declared dead.
         self.session.heartbeat_sent(now)
+        if self._parked is not None:
+            self.unpark()  # its reply must be read in time
         limiter = self.config.rate_limiter
         if limiter is not None and not limiter.consume(action.message):
             return
@@ -1206,6 +1226,7 @@ class Driver:
             return
         deadline = time.monotonic() + timeout
         self.stopping.set()
+        self.unpark()
         self._cancel_timer()
         sock = self._handshake_sock
         if sock is not None:  # a handshake in progress: abort it
@@ -1375,6 +1396,19 @@ class Lead:
         link.reader_free.clear()
         self._link = link
 
+    def _nothing_expected(self, link: Link) -> bool:
+        """Whether the receive thread may stay parked (the caller still holds the reader role)."""
+        driver = self._driver
+        session = driver.session
+        return (
+            not session.correlator._pending  # another request's answer must not wait
+            and session.heartbeat.outstanding_since is None
+            and not driver.host._recv_lock.locked()  # a consumer waits in recv()
+            and not driver.stopping.is_set()
+            and not link.lost.is_set()
+            and not link.lead_wait(0)  # something is already in the socket
+        )
+
     def read(self, waiter: Any, timeout: float | None) -> None:
         """Read and dispatch until ``waiter`` is done or ``timeout`` passes (when the role was taken)."""
         link = self._link
@@ -1387,11 +1421,26 @@ class Lead:
             pass  # raised by release() as the previous handler's KeyboardInterrupt
 
     def release(self) -> None:
-        """Give the role back; then raise a Ctrl-C deferred meanwhile."""
+        """Give the role back; then raise a Ctrl-C deferred meanwhile.
+
+        When nothing is left for anyone (nothing to read, no other request in
+        flight, no heartbeat reply awaited, nobody blocked in ``recv()``) the
+        receive thread is left parked instead of woken: a caller making
+        requests back to back then reads every answer without the receive
+        thread waking twice per round trip (measured: a fifth of the round
+        trip on a 2-core machine). It looks at the socket again after at most
+        ``_PARKED_FOR``, or at once when ``recv()``, another request, a
+        heartbeat or ``close()`` needs it (:meth:`Driver.unpark`).
+        """
         link, self._link = self._link, None
         if link is not None:
-            link.read_lock.release()  # the receive thread reads what is left in the socket
-            link.reader_free.set()
+            driver = self._driver
+            if self._nothing_expected(link):
+                driver._parked = link
+                link.read_lock.release()
+            else:
+                link.read_lock.release()  # the receive thread reads what is left in the socket
+                link.reader_free.set()
         guard, self._guard = self._guard, None
         if guard is not None:
             guard.exit()
