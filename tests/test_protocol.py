@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import tracemalloc
 from typing import Any
@@ -328,6 +329,41 @@ def test_large_payload_in_many_reads_then_frames_in_its_last_read():
         proto.receive_data(wire[i : i + 4096])
         events.extend(drain(proto))
     assert events == [(OP_BINARY, payload), (OP_TEXT, "after")]
+
+
+def test_a_64_kib_message_split_at_every_byte_gives_the_same_events():
+    """Two reads, cut anywhere: in the 10-byte header, the payload (one copy, by the join) or the frame after."""
+    text = ("x" * 65530 + "✓end").encode()  # 65,536 bytes, a 3-byte character near the end
+    wire = frame(OP_TEXT, text) + frame(OP_PING, b"p") + frame(OP_BINARY, b"tail")
+    expected = [(OP_TEXT, text.decode()), (OP_PING, b"p"), (OP_BINARY, b"tail")]
+    for cut in range(1, len(wire)):
+        proto = Protocol()
+        proto.receive_data(wire[:cut])
+        events = drain(proto)
+        proto.receive_data(wire[cut:])
+        events.extend(drain(proto))
+        assert events == expected, cut
+        assert proto.bytes_received == len(wire)
+
+
+def test_a_fragmented_message_spanning_reads_is_joined_in_order():
+    """Fragments of 10-70 kB, most running on into the next 64 KiB read, with a ping between two of them."""
+    text = ("é" * 50000 + "z" * 100000).encode()  # 200,000 bytes, two-byte characters first
+    cuts = [0, 70001, 140001, 150000, len(text)]  # the first cut splits a character
+    wire = b""
+    for i, (start, end) in enumerate(itertools.pairwise(cuts)):
+        fin = end == len(text)
+        wire += frame(OP_TEXT if i == 0 else OP_CONT, text[start:end], fin=fin)
+        if i == 1:
+            wire += frame(OP_PING, b"mid")
+    wire += frame(OP_BINARY, b"after")
+    proto = Protocol()
+    events = []
+    for i in range(0, len(wire), 65536):
+        proto.receive_data(wire[i : i + 65536])
+        events.extend(drain(proto))
+    assert events == [(OP_PING, b"mid"), (OP_TEXT, text.decode()), (OP_BINARY, b"after")]
+    assert proto.bytes_received == len(wire)
 
 
 def test_a_payload_one_byte_short_after_a_queued_read_still_waits():
