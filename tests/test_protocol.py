@@ -331,11 +331,17 @@ def test_large_payload_in_many_reads_then_frames_in_its_last_read():
     assert events == [(OP_BINARY, payload), (OP_TEXT, "after")]
 
 
-def test_a_64_kib_message_split_at_every_byte_gives_the_same_events():
-    """Two reads, cut anywhere: in the 10-byte header, the payload (one copy, by the join) or the frame after."""
-    text = ("x" * 65530 + "✓end").encode()  # 65,536 bytes, a 3-byte character near the end
-    wire = frame(OP_TEXT, text) + frame(OP_PING, b"p") + frame(OP_BINARY, b"tail")
-    expected = [(OP_TEXT, text.decode()), (OP_PING, b"p"), (OP_BINARY, b"tail")]
+@pytest.mark.parametrize(
+    ("opcode", "size"),
+    [(OP_TEXT, 65535), (OP_BINARY, 65536)],
+    ids=["text-16-bit-length-whole-frame-path", "binary-64-bit-length-general-path"],
+)
+def test_a_64_kib_message_split_at_every_byte_gives_the_same_events(opcode, size):
+    """Two reads, cut anywhere: in the header, the payload (one copy, by the join) or the frames after."""
+    payload = ("x" * (size - 6) + "✓end").encode()  # a 3-byte character near the end
+    message = payload.decode() if opcode == OP_TEXT else payload
+    wire = frame(opcode, payload) + frame(OP_PING, b"p") + frame(OP_BINARY, b"tail")
+    expected = [(opcode, message), (OP_PING, b"p"), (OP_BINARY, b"tail")]
     for cut in range(1, len(wire)):
         proto = Protocol()
         proto.receive_data(wire[:cut])
@@ -616,6 +622,46 @@ def test_unfinished_character_at_a_fragment_boundary_is_not_an_error_yet():
     euro = "€".encode()
     proto = feed(frame(OP_TEXT, euro[:2], fin=False))
     assert proto.next_event() is None
+
+
+# -- whole frames (the fast path) -------------------------------------------
+
+
+@pytest.mark.parametrize("size", [125, 126, 65535])
+def test_a_whole_frame_over_the_limit_fails_from_its_header(size):
+    header = frame(OP_TEXT, b"a" * size)[: 2 if size < 126 else 4]
+    exc = failure(header, max_message_size=size - 1)
+    assert isinstance(exc, MessageTooLarge)
+    assert (exc.size, exc.limit) == (size, size - 1)
+
+
+def test_a_16_bit_length_cut_inside_waits_then_parses():
+    wire = frame(OP_BINARY, b"b" * 300) + frame(OP_TEXT, b"x" * 200)
+    for cut in (1, 2, 3, 306, 307):  # inside either 4-byte header
+        proto = feed(wire[:cut])
+        events = drain(proto)
+        proto.receive_data(wire[cut:])
+        assert events + drain(proto) == [(OP_BINARY, b"b" * 300), (OP_TEXT, "x" * 200)], cut
+
+
+def test_a_16_bit_length_for_a_short_payload_is_accepted():
+    """RFC 6455 asks for the minimal length form, but a longer one is unambiguous."""
+    assert events_of(frame(OP_TEXT, b"short", length_form=16)) == [(OP_TEXT, "short")]
+
+
+def test_invalid_utf8_in_a_whole_frame_with_a_16_bit_length_is_1007():
+    exc = failure(frame(OP_TEXT, b"a" * 200 + b"\xff"))
+    assert isinstance(exc, ProtocolError)
+    assert exc.close_code == 1007
+
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_a_whole_frame_inside_a_fragmented_message_is_an_error_and_whole_frames_pass_after_it(opcode):
+    inside = frame(OP_TEXT, b"a", fin=False) + frame(opcode, b"x" * 200)
+    assert str(failure(inside)) == "new data frame while a fragmented message is in progress"
+    after = frame(OP_TEXT, b"a", fin=False) + frame(OP_CONT, b"b") + frame(opcode, b"x" * 200)
+    x = "x" * 200 if opcode == OP_TEXT else b"x" * 200
+    assert events_of(after) == [(OP_TEXT, "ab"), (opcode, x)]
 
 
 # -- size and fragment caps ----------------------------------------------
