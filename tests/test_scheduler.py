@@ -113,3 +113,43 @@ def test_release_from_the_timer_thread_does_not_join_itself():
     while any(t.name == "zen-ws-timer-self" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.005)
     assert not any(t.name == "zen-ws-timer-self" for t in threading.enumerate())
+
+
+def test_timers_never_run_before_their_time_even_when_batched():
+    """A wake-up runs every timer due; one due a moment later waits for its time (up to the resolution late)."""
+    scheduler = Scheduler(name="zen-ws-timer-batch", resolution=ms(20))
+    scheduler.acquire()
+    try:
+        ran: list[tuple[float, float]] = []
+        done = threading.Event()
+        now = time.monotonic()
+        whens = [now + ms(10) + i * ms(1) for i in range(10)]
+        for when in whens:
+            scheduler.call_at(when, lambda when=when: ran.append((when, time.monotonic())))
+        scheduler.call_at(whens[-1], done.set)
+        assert done.wait(2)
+        assert len(ran) == 10
+        assert all(at >= when for when, at in ran)
+    finally:
+        scheduler.release()
+
+
+def test_a_release_in_the_middle_of_a_batch_runs_nothing_more():
+    scheduler = Scheduler(name="zen-ws-timer-batch-release")
+    scheduler.acquire()
+    ran: list[str] = []
+    released = threading.Event()
+
+    def release_here() -> None:
+        ran.append("first")
+        scheduler.release()
+        released.set()
+
+    when = time.monotonic() + ms(10)
+    scheduler.call_at(when, release_here)
+    scheduler.call_at(when, ran.append, "second")
+    assert released.wait(2)
+    deadline = time.monotonic() + 2
+    while any(t.name == "zen-ws-timer-batch-release" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert ran == ["first"]

@@ -98,44 +98,53 @@ class HeartbeatMonitor:
         self.failures = 0
         return rtt
 
-    def _deadlines(self) -> list[tuple[float, Action]]:
-        cfg = self.config
-        out: list[tuple[float, Action]] = []
+    def _deadlines(self) -> tuple[float | None, float | None, float | None]:
+        """The ``dead_heartbeat``, ``dead_silence`` and ``send`` deadlines (None: not timed).
+
+        A fixed-shape tuple, not a list of pairs: the shared timer thread asks
+        for it twice per heartbeat of every client (measured: a third of the
+        cost of the list version).
+        """
         if not self.active:
-            return out
+            return None, None, None
+        cfg = self.config
+        dead: float | None = None
+        send: float | None = None
         if cfg is not None:
             if cfg.type == "deribit":
-                out.append((self.last_frame_at + cfg.interval + (cfg.timeout or cfg.interval), "dead_heartbeat"))
+                dead = self.last_frame_at + cfg.interval + (cfg.timeout or cfg.interval)
             else:
-                if self.next_send_at is not None:
-                    out.append((self.next_send_at, "send"))
-                if self.outstanding_since is not None:
+                send = self.next_send_at
+                outstanding = self.outstanding_since
+                if outstanding is not None:
                     # Any frame read after the heartbeat went out proves the
                     # peer is alive: a consumer that lags behind a busy feed
                     # must not mistake a queued pong for a dead peer.
-                    since = max(self.outstanding_since, self.last_frame_at)
-                    out.append((since + (cfg.timeout or cfg.interval), "dead_heartbeat"))
-        if self.max_silence is not None:
-            out.append((self.last_frame_at + self.max_silence, "dead_silence"))
-        return out
+                    since = outstanding if outstanding > self.last_frame_at else self.last_frame_at
+                    dead = since + (cfg.timeout or cfg.interval)
+        silence = None if self.max_silence is None else self.last_frame_at + self.max_silence
+        return dead, silence, send
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which :meth:`poll` has something to do, or None."""
-        deadlines = self._deadlines()
-        return min(d for d, _ in deadlines) if deadlines else None
+        earliest: float | None = None
+        for deadline in self._deadlines():
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
 
     def poll(self, now: float) -> Action | None:
         """What is due at ``now``: a death verdict wins over a send."""
-        due = [action for deadline, action in self._deadlines() if deadline <= now]
-        if "dead_heartbeat" in due:
+        dead, silence, send = self._deadlines()
+        if dead is not None and dead <= now:
             self.failures += 1
             self.total_failures += 1
             return "dead_heartbeat"
-        if "dead_silence" in due:
+        if silence is not None and silence <= now:
             self.failures += 1
             self.total_failures += 1
             return "dead_silence"
-        if "send" in due:
+        if send is not None and send <= now:
             return "send"
         return None
 

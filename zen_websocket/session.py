@@ -218,6 +218,8 @@ class Session:
         hb = config.heartbeat_config
         self.heartbeat_type = hb.type if hb else None
         self._expect = hb.expect if hb and hb.type == "custom" else None
+        # The one action every heartbeat of this session repeats (it is immutable).
+        self._send_heartbeat = SendHeartbeat(hb.type, hb.message) if hb else None
         # Text needs a look before delivery only when something may consume
         # it: a response to a request in flight, or heartbeat traffic.
         self.filters_text = self.heartbeat_type == "deribit" or self._expect is not None
@@ -353,9 +355,8 @@ class Session:
         with self._hb_lock:
             verdict = self.heartbeat.poll(now)
         if verdict == "send":
-            cfg = self.config.heartbeat_config
-            assert cfg is not None
-            actions.append(SendHeartbeat(cfg.type, cfg.message))
+            assert self._send_heartbeat is not None
+            actions.append(self._send_heartbeat)
         elif verdict == "dead_heartbeat":
             cfg = self.config.heartbeat_config
             timeout = (cfg.timeout or cfg.interval) if cfg else None
@@ -371,9 +372,12 @@ class Session:
     def next_wakeup(self) -> float | None:
         """When :meth:`tick` has something to do next (monotonic), or None."""
         with self._hb_lock:
-            heartbeat = self.heartbeat.next_deadline()
-        deadlines = [d for d in (heartbeat, self.correlator.next_deadline(), self.rotate_at) if d is not None]
-        return min(deadlines) if deadlines else None
+            earliest = self.heartbeat.next_deadline()
+        # Without building a list: the timer thread asks once per heartbeat of every client.
+        for deadline in (self.correlator.next_deadline(), self.rotate_at):
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
 
     # -- library traffic ----------------------------------------------------
 
