@@ -135,7 +135,7 @@ def check_callback(event: str, fn: Any) -> None:
         ) from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeartbeatConfig:
     """How the client keeps a connection provably alive.
 
@@ -227,7 +227,7 @@ class HeartbeatConfig:
         raise ConfigError("heartbeat_config", f"must be a dict, HeartbeatConfig or None, got {type(value).__name__}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientConfig:
     """All options of a :class:`~zen_websocket.Client`, validated.
 

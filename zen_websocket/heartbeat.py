@@ -39,6 +39,21 @@ class HeartbeatMonitor:
     everything else from the supervisor thread or under its own lock.
     """
 
+    # Slots: one monitor per client, a thousand clients in a process.
+    __slots__ = (
+        "active",
+        "config",
+        "failures",
+        "last_frame_at",
+        "last_heartbeat_at",
+        "last_rtt",
+        "max_silence",
+        "next_send_at",
+        "outstanding_since",
+        "sent",
+        "total_failures",
+    )
+
     def __init__(self, config: HeartbeatConfig | None, max_silence: float | None = None) -> None:
         self.config = config
         self.max_silence = max_silence

@@ -32,6 +32,8 @@ class Inbox:
         overflow: ``"drop_oldest"``, ``"drop_newest"`` or ``"block"``.
     """
 
+    __slots__ = ("_q", "_slots", "maxsize", "overflow", "put_nowait")
+
     def __init__(self, maxsize: int | None, overflow: str) -> None:
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.maxsize = maxsize

@@ -200,6 +200,29 @@ class Session:
         random: the jitter's random source (injectable for tests).
     """
 
+    # Slots: one session per client, a thousand clients in a process.
+    __slots__ = (
+        "_dialect_markers",
+        "_expect",
+        "_hb_lock",
+        "_policy",
+        "_random",
+        "_send_heartbeat",
+        "attempts",
+        "config",
+        "correlator",
+        "dialect",
+        "filters_text",
+        "heartbeat",
+        "heartbeat_type",
+        "parse_errors",
+        "rotate_at",
+        "test_in_flight",
+        "test_requests",
+        "test_requests_coalesced",
+        "unmatched_responses",
+    )
+
     def __init__(
         self,
         config: ClientConfig,

@@ -124,16 +124,21 @@ class RestartIntensity:
         intensity.allow(now)  # True: restart, and the restart is counted
     """
 
+    __slots__ = ("_times", "max_restarts", "max_seconds")
+
     def __init__(self, max_restarts: int, max_seconds: float) -> None:
         self.max_restarts = max_restarts
         self.max_seconds = max_seconds
-        self._times: deque[float] = deque()
+        # A list, not a deque: it holds at most max_restarts times, and an
+        # empty deque costs 760 bytes (a first block) in every child of a
+        # 1,000-child supervisor; an empty list costs 56.
+        self._times: list[float] = []
 
     def allow(self, now: float) -> bool:
         """True (and the restart is counted) unless ``max_restarts`` happened within the window before ``now``."""
         times = self._times
         while times and times[0] <= now - self.max_seconds:
-            times.popleft()
+            del times[0]
         if len(times) >= self.max_restarts:
             return False
         times.append(now)
