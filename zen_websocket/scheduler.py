@@ -21,12 +21,14 @@ switch and a GIL hand-over; measured with 1,000 clients: the timer
 thread's CPU from 17% of a core to 11.5%, ping lateness p99 about 20 ms).
 
 Locking contract: ``_lock`` guards ``_heap``, ``_users``, ``_thread``,
-``_generation``, ``_sleep_until`` and ``_waking``. Callbacks run without it
-held. ``_wake`` is a lock used as a binary semaphore: the timer thread
-sleeps in ``_wake.acquire(timeout=...)`` (a wait in C, without
-``threading.Condition``'s Python-level waiter list); whoever must wake it
-releases it once, under ``_lock``, and ``_waking`` records that a release
-is outstanding so that it is never released twice.
+``_generation``, ``_wake``, ``_sleep_until`` and ``_waking``. Callbacks
+run without it held. ``_wake`` (one per thread) is a lock used as a binary
+semaphore: the timer thread sleeps in ``_wake.acquire(timeout=...)`` (a
+wait in C, without ``threading.Condition``'s Python-level waiter list);
+whoever must wake it releases it once, under ``_lock``, and ``_waking``
+records that a release is outstanding so that it is never released twice.
+A thread whose ``generation`` is no longer ``_generation`` (its last user
+left) ends at its next look at the heap and touches nothing shared.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ class Scheduler:
         self.resolution = resolution
         self._clock = clock
         self._lock = threading.Lock()
-        self._wake = threading.Lock()
-        self._wake.acquire()  # held: the thread's next acquire sleeps until released
+        # Each thread gets its own (see acquire): a thread left behind by a
+        # release() that timed out can never take a wake-up meant for the next.
+        self._wake = _held_lock()
         self._waking = False  # _wake was released and the thread has not taken it back yet
         # When the sleeping thread wakes on its own: -inf while it is awake
         # (it looks at the heap before sleeping again), inf with no timer.
@@ -118,9 +121,12 @@ class Scheduler:
             self._users += 1
             if self._thread is None:
                 self._generation += 1
+                self._wake = _held_lock()
+                self._waking = False
+                self._sleep_until = -math.inf
                 self._thread = threading.Thread(
                     target=self._run,
-                    args=(self._generation,),
+                    args=(self._generation, self._wake),
                     name=self.name,
                     # Daemon: a program that forgets close() must still exit;
                     # the atexit hook of the client closes clients first.
@@ -172,10 +178,9 @@ class Scheduler:
             self._waking = True
             self._wake.release()
 
-    def _run(self, generation: int) -> None:
+    def _run(self, generation: int, wake: threading.Lock) -> None:
         clock = self._clock
         lock = self._lock
-        wake = self._wake
         heap = self._heap
         heappop = heapq.heappop
         max_wait = self.resolution
@@ -210,6 +215,8 @@ class Scheduler:
             else:
                 woken = wake.acquire(timeout=min(max(0.0, until - clock()), threading.TIMEOUT_MAX))
             with lock:
+                if self._generation != generation:
+                    return
                 self._sleep_until = -math.inf
                 if self._waking:
                     if not woken:
@@ -217,6 +224,13 @@ class Scheduler:
                         # next sleep is not cut short and the lock is held again.
                         wake.acquire(blocking=False)
                     self._waking = False
+
+
+def _held_lock() -> threading.Lock:
+    """A lock already acquired: the timer thread's next ``acquire`` on it sleeps until someone releases it."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 _shared_lock = threading.Lock()
