@@ -655,6 +655,30 @@ def bench_memory(url: str, count: int) -> dict[str, Any]:
 SCALE_INTERVAL = 1.0  # seconds between one child's pings
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process's threads, summed by role (Linux; all 0 elsewhere).
+
+    Roles: ``timer`` (zen-ws-timer), ``receive`` (zen-ws-recv-*), ``other``.
+    Read from ``/proc/self/task/<id>/schedstat`` (nanoseconds on the CPU,
+    not rounded to clock ticks as ``stat`` is: a thousand receive threads
+    each run far less than a tick per second).
+    """
+    out = {"timer": 0.0, "receive": 0.0, "other": 0.0}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/schedstat") as f:
+                seconds = int(f.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue
+        if thread.name == zw.scheduler.TIMER_THREAD:
+            out["timer"] += seconds
+        elif thread.name.startswith("zen-ws-recv-"):
+            out["receive"] += seconds
+        else:
+            out["other"] += seconds
+    return out
+
+
 def scale_child(url: str, children: int, seconds: float) -> None:
     """Start ``children`` supervised clients pinging every second, idle ``seconds``; print figures as JSON."""
     import resource
@@ -699,9 +723,9 @@ def scale_child(url: str, children: int, seconds: float) -> None:
         time.sleep(SCALE_INTERVAL + 0.5)  # every child is pinging
         gc.collect()
         rss1, threads1 = rss_bytes(), threading.active_count()
-        window_start, cpu0 = time.monotonic(), time.process_time()
+        window_start, cpu0, split0 = time.monotonic(), time.process_time(), thread_cpu_seconds()
         time.sleep(seconds)
-        window_end, idle_cpu = time.monotonic(), time.process_time() - cpu0
+        window_end, idle_cpu, split1 = time.monotonic(), time.process_time() - cpu0, thread_cpu_seconds()
         connected = sum(c.get_state() == "connected" for c in supervisor.list_clients())
     finally:
         stop_started = time.perf_counter()
@@ -725,6 +749,10 @@ def scale_child(url: str, children: int, seconds: float) -> None:
         for times in by_child.values()
     )
     rtts.sort()
+    split = {
+        role: (split1[role] - split0[role]) / (window_end - window_start) * 100 if split1[role] else None
+        for role in ("timer", "receive")
+    }
     print(
         json.dumps(
             {
@@ -734,6 +762,9 @@ def scale_child(url: str, children: int, seconds: float) -> None:
                 "rss_per_child": (rss1 - rss0) / children,
                 "threads_per_child": (threads1 - threads0) / children,
                 "idle_cpu_percent": idle_cpu / (window_end - window_start) * 100,
+                # Where the idle CPU goes (None where /proc is not available).
+                "timer_cpu_percent": split["timer"],
+                "receive_cpu_percent": split["receive"],
                 "pings": len(late),
                 "late_p50_ms": percentile(late, 50) * 1000 if late else None,
                 "late_p99_ms": percentile(late, 99) * 1000 if late else None,
@@ -773,6 +804,11 @@ def report_scale(s: dict[str, Any]) -> None:
     )
     print(f"  memory {s['rss_per_child'] / 1024:.1f} KiB and {s['threads_per_child']:.3f} threads per child")
     print(f"  idle CPU {s['idle_cpu_percent']:.1f}% of one core ({s['pings']:,} pings timed)")
+    if s.get("timer_cpu_percent") is not None and s.get("receive_cpu_percent") is not None:
+        print(
+            f"    of which the timer thread {s['timer_cpu_percent']:.1f}%, "
+            f"the {s['children']:,} receive threads {s['receive_cpu_percent']:.1f}%"
+        )
     print(
         f"  ping lateness (spacing - {SCALE_INTERVAL:g} s): p50 {s['late_p50_ms']:.1f} ms, p99 {s['late_p99_ms']:.1f} ms, "
         f"max {s['late_max_ms']:.1f} ms; pong round trip p99 {s['rtt_p99_ms']:.1f} ms"
