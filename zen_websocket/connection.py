@@ -84,6 +84,8 @@ CLOSED_BY_CLIENT = "closed by client"
 # one system call (WEBSOCKET-CLIENT-NOTES: about 2x the throughput of
 # reading each frame's bytes separately).
 READ_CHUNK = 256 * 1024
+# A read after a short one: under glibc's default mmap threshold (128 KiB).
+SMALL_READ = 64 * 1024
 
 # What a non-blocking socket raises when it has nothing to read, or no room
 # to write (a TLS socket may need the other direction first).
@@ -161,6 +163,7 @@ class Link:
         self._in_poll.register(self.sock, select.POLLIN)
         self._lead_poll = select.poll()  # whoever holds the reader role
         self._lead_poll.register(self.sock, select.POLLIN)
+        self._read_size = SMALL_READ  # see recv()
         self.bytes_sent = 0  # written under _send_lock
         self.close_sent = False
         self.close_code: int | None = None
@@ -196,10 +199,17 @@ class Link:
 
         For the holder of ``read_lock``.
         """
+        size = self._read_size
         try:
-            return self.sock.recv(READ_CHUNK)
+            data = self.sock.recv(size)
         except _WOULD_BLOCK:
             return None
+        # A read that filled its buffer is part of a burst: read more at once
+        # next time. Otherwise stay small: a 256 KiB buffer is over glibc's
+        # mmap threshold, and a short read into one costs an mmap, an mremap
+        # and an munmap (measured: 20-75 µs instead of 3 µs per small read).
+        self._read_size = READ_CHUNK if len(data) == size else SMALL_READ
+        return data
 
     def wait_readable(self, timeout: float | None) -> bool:
         """The receive thread's wait (without the reader role); True when readable or hung up."""
