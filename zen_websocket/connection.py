@@ -113,6 +113,48 @@ class ConnectionState(str, enum.Enum):
         return self.value
 
 
+class Latch:
+    """A one-way :class:`threading.Event` (set, never cleared) on one lock.
+
+    About a tenth of an Event's memory (no Condition, no waiter list), which
+    counts at four per client (close requested, closed for good, a link's
+    end, the peer's close) and a thousand clients per process.
+    """
+
+    __slots__ = ("_flag", "_lock")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._lock = threading.Lock()
+        self._lock.acquire()  # released once, by set()
+
+    def is_set(self) -> bool:
+        """Whether :meth:`set` was called."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set it and wake every waiter (once; later calls do nothing)."""
+        if self._flag:
+            return
+        self._flag = True
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # set by another thread at the same moment
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set or ``timeout`` seconds (None: for ever); True when set."""
+        if self._flag:
+            return True
+        if self._lock.acquire(True, -1 if timeout is None else max(0.0, timeout)):
+            try:
+                self._lock.release()  # passed on to the next waiter
+            except RuntimeError:
+                pass  # released by a concurrent set(): already free
+            return True
+        return self._flag
+
+
 class WriteTimeout(ConnectionClosed):
     """A write did not complete within ``write_timeout``: the peer stopped reading."""
 
@@ -153,8 +195,9 @@ class Link:
         self.write_timeout = write_timeout
         self._send_lock = threading.Lock()  # guards writes to the socket (whole frames) and close_sent
         self.read_lock = threading.Lock()  # the reader role: recv, the codec, dispatch
-        self.reader_free = threading.Event()  # cleared while a request() caller holds the reader role
-        self.reader_free.set()
+        # Cleared while a request() caller holds the reader role; created by
+        # the first one (Lead.take), so a client that never leads pays nothing.
+        self.reader_free: threading.Event | None = None
         # poll, not select: a process may hold more than 1,024 fds. One poll
         # object per role: a poll object cannot be polled by two threads at once.
         self._out_poll = select.poll()  # writers, under _send_lock
@@ -169,8 +212,8 @@ class Link:
         self.close_code: int | None = None
         self.close_reason = ""
         self.lost_exc: BaseException | None = None  # why it ended, first cause wins
-        self.lost = threading.Event()  # the link ended (its end handled by whoever read it)
-        self.peer_closed = threading.Event()  # the peer's close frame (or the end) arrived
+        self.lost = Latch()  # the link ended (its end handled by whoever read it)
+        self.peer_closed = Latch()  # the peer's close frame (or the end) arrived
         self.established_at = time.monotonic()
         # Rotation (make-before-break): a new link is a candidate until it is
         # promoted; the old one is retired, so its loss is not a disconnect.
@@ -389,8 +432,8 @@ class Driver:
         self.closing = False
         self.final = False  # closed for good: close(), a fatal error or giving up
         self.ever_connected = False
-        self.stopping = threading.Event()  # set by close(): interrupts backoff waits
-        self.done = threading.Event()  # set when the client is closed for good
+        self.stopping = Latch()  # set by close(): interrupts backoff waits
+        self.done = Latch()  # set when the client is closed for good
         self.final_code: int | None = None
         self.final_reason = ""
         self._thread: threading.Thread | None = None  # zen-ws-recv-<name> of the current link
@@ -405,7 +448,7 @@ class Driver:
         self._rotate_lock = threading.Lock()  # one rotation at a time
         # During a rotation the connect sequence runs in the rotating thread and
         # must send on the new link: a per-thread override of ``link``.
-        self._local = threading.local()
+        self._local: threading.local | None = None  # created by the first rotation
         self._rotating_link: Link | None = None  # the candidate, for close() to abort
         self._handshake_sock: socket.socket | None = None  # the handshake in progress, for close() to abort
         self._scheduler: Scheduler | None = None
@@ -592,7 +635,7 @@ class Driver:
         this thread waits for the role until the caller is done.
         """
         read_lock = link.read_lock
-        reader_free = link.reader_free
+        reader_free = link.reader_free  # None until a first leader
         try:
             while True:
                 if read_lock.acquire(blocking=False):
@@ -602,10 +645,12 @@ class Driver:
                     finally:
                         read_lock.release()
                     link.wait_readable(None)  # woken by data, the peer's close, or abort()
-                elif reader_free.is_set():
-                    # A leader is letting go at this moment: wait for it.
+                elif reader_free is None or reader_free.is_set():
+                    # A leader is letting go at this moment (or, the first
+                    # one, has not created the event yet): wait for it.
                     read_lock.acquire()
                     read_lock.release()
+                    reader_free = link.reader_free
                 else:
                     # A request() caller is reading (Lead). Waiting on the lock
                     # itself would make this thread its owner the moment the
@@ -868,7 +913,7 @@ class Driver:
         link = self._parked
         if link is not None:
             self._parked = None
-            link.reader_free.set()
+            link.reader_free.set()  # type: ignore[union-attr]  # a parked link has had a leader
 
     def _retire(self, link: Link) -> None:
         """Forget a finished link, keeping its byte counts (once)."""
@@ -1002,6 +1047,8 @@ class Driver:
             new.candidate = True
             self._rotating_link = new
             thread = self._start_receiver(new)
+            if self._local is None:
+                self._local = threading.local()
             self._local.link = new
             refused: ConnectError | None = None
             try:
@@ -1165,7 +1212,8 @@ class Driver:
 
     def require_link(self) -> Link:
         """The live link (the new one, in a rotation's connect sequence), or :class:`NotConnectedError`."""
-        override = getattr(self._local, "link", None)
+        local = self._local
+        override = None if local is None else getattr(local, "link", None)
         if override is not None:
             if override.lost.is_set():
                 raise NotConnectedError("the new connection was lost during the rotation")
@@ -1403,7 +1451,10 @@ class Lead:
         self._guard = _SigintGuard.enter()
         if not read_lock.acquire(blocking=False):
             return
-        link.reader_free.clear()
+        reader_free = link.reader_free
+        if reader_free is None:
+            reader_free = link.reader_free = threading.Event()
+        reader_free.clear()
         self._link = link
 
     def _nothing_expected(self, link: Link) -> bool:
@@ -1450,7 +1501,7 @@ class Lead:
                 link.read_lock.release()
             else:
                 link.read_lock.release()  # the receive thread reads what is left in the socket
-                link.reader_free.set()
+                link.reader_free.set()  # type: ignore[union-attr]  # created by take()
         guard, self._guard = self._guard, None
         if guard is not None:
             guard.exit()

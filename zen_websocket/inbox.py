@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import Latch
 
 __all__ = ["CLOSED", "Inbox"]
 
@@ -43,7 +46,7 @@ class Inbox:
         #: The unbounded fast path: the receive thread puts straight into the queue.
         self.put_nowait = self._q.put if maxsize is None else None
 
-    def put(self, item: Any, stopping: threading.Event) -> Any:
+    def put(self, item: Any, stopping: Latch) -> Any:
         """Queue ``item``; returns the message dropped for it, or :data:`CLOSED` if none was."""
         maxsize = self.maxsize
         if maxsize is None:

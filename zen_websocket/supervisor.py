@@ -57,7 +57,7 @@ from urllib.parse import urlsplit
 from .callbacks import CallbackTable
 from .client import Client
 from .config import ClientConfig
-from .connection import CLOSED_BY_CLIENT, ConnectionState
+from .connection import CLOSED_BY_CLIENT, ConnectionState, Latch
 from .errors import ConfigError, ConnectError, NotConnectedError, UsageError
 from .redact import redact_url
 
@@ -237,7 +237,7 @@ class _PacedURL:
         self._pacers = pacers
         # The client's stop event, set once the client exists (before connect):
         # close() sets it, which ends a wait at once.
-        self.stopping = threading.Event()
+        self.stopping: threading.Event | Latch = threading.Event()
 
     def __repr__(self) -> str:
         url = self.url
