@@ -207,6 +207,8 @@ class Link:
         self._lead_poll = select.poll()  # whoever holds the reader role
         self._lead_poll.register(self.sock, select.POLLIN)
         self._read_size = SMALL_READ  # see recv()
+        self._tls = isinstance(self.sock, ssl.SSLSocket)
+        self.drained = False  # the last read was short (see recv())
         self.bytes_sent = 0  # written under _send_lock
         self.close_sent = False
         self.close_code: int | None = None
@@ -252,6 +254,10 @@ class Link:
         # mmap threshold, and a short read into one costs an mmap, an mremap
         # and an munmap (measured: 20-75 µs instead of 3 µs per small read).
         self._read_size = READ_CHUNK if len(data) == size else SMALL_READ
+        # A short read emptied the socket (a TLS socket may still hold
+        # decrypted bytes): the receive thread then waits without reading
+        # again first (saves a system call and an exception per wake-up).
+        self.drained = len(data) < size and not (self._tls and self.sock.pending())  # type: ignore[attr-defined]
         return data
 
     def wait_readable(self, timeout: float | None) -> bool:
@@ -715,6 +721,9 @@ class Driver:
                             link.lead_wait(remaining)
                         else:
                             guard.wait(link, remaining)  # Ctrl-C: _Interrupted, with nothing in hand
+                    elif link.drained:
+                        link.drained = False
+                        return False  # the receive thread: the last read emptied the socket
                     data = recv()
                     if data is None:
                         if waiter is None:
