@@ -187,8 +187,42 @@ def test_after_a_leader_times_out_the_receive_thread_reads_again(feed, readers):
             client.request("feed/never", timeout=ms(50))
         readers.clear()
         feed.notify(feed.server.connections[0])
+        # Nobody is in recv(): the receive thread reads it and queues it.
+        assert wait_until(lambda: readers != [])
+        assert readers[0].startswith("zen-ws-recv-")
         assert drain_numbers(client, 1) == [1]
-        assert readers and readers[0].startswith("zen-ws-recv-")
+
+
+def test_recv_reads_for_itself_when_the_queue_is_empty(feed, readers):
+    with zw.connect(feed.server.url, **BASE) as client:
+        client.request("feed/stream", {"interval": 0.0005})
+        numbers = drain_numbers(client, 300)
+        feed.stop.set()
+        assert numbers == list(range(1, 301))
+        assert threading.current_thread().name in readers  # read by recv() itself, no hand-off
+        total = feed.seq
+        assert drain_numbers(client, total - 300) == list(range(301, total + 1))
+
+
+def test_close_from_another_thread_ends_a_reading_recv(feed):
+    with zw.connect(feed.server.url, **BASE) as client:
+        closer = threading.Timer(ms(50), client.close)
+        started = time.monotonic()
+        closer.start()
+        with pytest.raises(zw.ConnectionClosed):
+            client.recv(timeout=10)
+        assert time.monotonic() - started < 2
+        closer.join()
+
+
+def test_recv_timeout_while_reading_for_itself(feed):
+    with zw.connect(feed.server.url, **BASE) as client:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            client.recv(timeout=ms(50))
+        assert ms(50) <= time.monotonic() - started < 2
+        feed.notify(feed.server.connections[0])
+        assert drain_numbers(client, 1) == [1]
 
 
 def test_message_callbacks_stay_on_the_receive_thread(feed):

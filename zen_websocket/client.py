@@ -227,11 +227,12 @@ class Client:
             raise NotConnectedError("recv() before connect()")
         if not self._recv_lock.acquire(blocking=False):
             raise UsageError("another thread is already in recv(); use one consumer or a message callback")
-        if driver._parked is not None:
-            driver.unpark()  # a request() caller left the receive thread parked: it reads for us now
         try:
+            inbox = self._inbox
+            if inbox.qsize() == 0:
+                timeout = self._read_for_recv(timeout)
             try:
-                item = self._inbox.get(timeout)
+                item = inbox.get(timeout)
             except queue.Empty:
                 raise TimeoutError(f"no message within {timeout}s") from None
             if item is CLOSED:
@@ -240,6 +241,31 @@ class Client:
             return item
         finally:
             self._recv_lock.release()
+
+    def _read_for_recv(self, timeout: float | None) -> float | None:
+        """recv() found the queue empty: read the socket in this thread when nobody else is.
+
+        The same leader/follower as :meth:`request` (``connection.Lead``):
+        what this thread reads goes to the queue, in order, exactly as if the
+        receive thread had read it, with no hand-off between threads. Returns
+        what is left of ``timeout``.
+        """
+        driver = self._driver
+        lead = Lead(driver, consumer=True)
+        started = time.monotonic()
+        try:
+            try:
+                lead.take()
+            except NotConnectedError:
+                pass  # reconnecting, or closed: the queue says which
+            if lead.taken:
+                queue_empty = self._inbox.empty
+                lead.read(lambda: not queue_empty(), timeout)
+            elif driver._parked is not None:
+                driver.unpark()  # a request() caller left the receive thread parked: it reads for us now
+        finally:
+            lead.release()
+        return None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
 
     def recv_json(self, timeout: float | None = None) -> Any:
         """:meth:`recv` then ``json.loads``. Raises ``json.JSONDecodeError`` on bad JSON."""
@@ -308,7 +334,7 @@ class Client:
                 future = self._send_tracked(
                     message["id"], method, message, payload, None, future=jsonrpc.Waiter(), before_write=lead.take
                 )
-                lead.read(future, timeout)
+                lead.read(future.done, timeout)
             finally:
                 lead.release()
             return future.result(None if timeout is None else max(0.0, timeout - (time.monotonic() - started)))

@@ -49,6 +49,7 @@ import ssl
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import deflate, handshake, telemetry
@@ -459,6 +460,7 @@ class Driver:
         self._handshake_sock: socket.socket | None = None  # the handshake in progress, for close() to abort
         self._scheduler: Scheduler | None = None
         self._parked: Link | None = None  # a link whose receive thread a leader left parked (Lead.release)
+        self.consumer_seen = 0.0  # when recv() last read for itself (Lead, consumer=True)
         self._timer: Timer | None = None
         self._timer_lock = threading.Lock()  # guards _timer
 
@@ -663,23 +665,31 @@ class Driver:
                     # caller let go, and the caller's next request would find
                     # it taken: wait for the event instead. A leader that had
                     # nothing left for anyone leaves this thread parked
-                    # (Lead.release): then it looks again every _PARKED_FOR.
-                    reader_free.wait(_PARKED_FOR)
+                    # (Lead.release): then it looks again every _PARKED_FOR,
+                    # unless a consumer reading for itself came back since.
+                    while not reader_free.wait(_PARKED_FOR):
+                        if time.monotonic() - self.consumer_seen > _PARKED_FOR or link.lost.is_set():
+                            break
         finally:
             link.abort()  # the socket is closed by its receive thread only
         assert link.lost_exc is not None
         return link.lost_exc
 
     def _pump(
-        self, link: Link, waiter: Any = None, deadline: float | None = None, guard: _SigintGuard | None = None
+        self,
+        link: Link,
+        done: Callable[[], bool] | None = None,
+        deadline: float | None = None,
+        guard: _SigintGuard | None = None,
     ) -> bool:
         """Dispatch what the codec holds and what the socket has; True when the link ended.
 
-        The caller holds ``link.read_lock``. Without ``waiter`` (the receive
-        thread) it returns when the socket has nothing more for now; with one
-        (a leader) it waits for the socket until ``waiter`` is done or
-        ``deadline`` passes, and then returns once the codec holds no complete
-        event (what is still in the socket wakes the receive thread).
+        The caller holds ``link.read_lock``. Without ``done`` (the receive
+        thread) it returns when the socket has nothing more for now; with it
+        (a leader) it waits for the socket until ``done()`` (a request's
+        answer is in, or a message was queued for ``recv()``) or ``deadline``,
+        and then returns once the codec holds no complete event (what is still
+        in the socket is for the next reader).
         """
         host = self.host
         session = self.session
@@ -709,8 +719,8 @@ class Driver:
                         for item in batch:
                             put_now(item)  # type: ignore[misc]
                         batch.clear()
-                    if waiter is not None:
-                        if waiter.done():
+                    if done is not None:
+                        if done():
                             return False  # the leader's answer is in; the rest is the receive thread's
                         # A leader waits first: its answer is rarely in yet,
                         # and an empty read costs an exception.
@@ -726,7 +736,7 @@ class Driver:
                         return False  # the receive thread: the last read emptied the socket
                     data = recv()
                     if data is None:
-                        if waiter is None:
+                        if done is None:
                             return False  # the receive thread: nothing more for now
                     elif data:
                         proto.receive_data(data)
@@ -1437,12 +1447,18 @@ class Lead:
     :class:`_SigintGuard`): no byte read and no message is lost to it.
     """
 
-    __slots__ = ("_driver", "_guard", "_link")
+    __slots__ = ("_consumer", "_driver", "_guard", "_link")
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, *, consumer: bool = False) -> None:
         self._driver = driver
+        self._consumer = consumer  # taken by recv() for an empty queue, not by request()
         self._link: Link | None = None
         self._guard: _SigintGuard | None = None
+
+    @property
+    def taken(self) -> bool:
+        """Whether the caller holds the reader role."""
+        return self._link is not None
 
     def take(self) -> None:
         """Become the reader if nobody else is reading (called just before the write)."""
@@ -1467,26 +1483,34 @@ class Lead:
         self._link = link
 
     def _nothing_expected(self, link: Link) -> bool:
-        """Whether the receive thread may stay parked (the caller still holds the reader role)."""
+        """Whether the receive thread may stay parked (the caller still holds the reader role).
+
+        After ``recv()`` (the consumer) what is in the socket is the
+        consumer's to read on its next call: it stays there while the
+        consumer keeps coming back (see :meth:`Driver._receive`).
+        """
         driver = self._driver
         session = driver.session
-        return (
-            not session.correlator._pending  # another request's answer must not wait
-            and session.heartbeat.outstanding_since is None
-            and not driver.host._recv_lock.locked()  # a consumer waits in recv()
-            and not driver.stopping.is_set()
-            and not link.lost.is_set()
-            and not link.lead_wait(0)  # something is already in the socket
-        )
+        if (
+            session.correlator._pending  # another request's answer must not wait
+            or session.heartbeat.outstanding_since is not None
+            or driver.stopping.is_set()
+            or link.lost.is_set()
+        ):
+            return False
+        if self._consumer:
+            driver.consumer_seen = time.monotonic()
+            return True
+        return not driver.host._recv_lock.locked() and not link.lead_wait(0)  # a consumer waits; data is in
 
-    def read(self, waiter: Any, timeout: float | None) -> None:
-        """Read and dispatch until ``waiter`` is done or ``timeout`` passes (when the role was taken)."""
+    def read(self, done: Callable[[], bool], timeout: float | None) -> None:
+        """Read and dispatch until ``done()`` or ``timeout`` passes (when the role was taken)."""
         link = self._link
         if link is None or link.lost.is_set():
             return  # not the reader; or the link ended before (its end was handled then)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            self._driver._pump(link, waiter, deadline, self._guard)
+            self._driver._pump(link, done, deadline, self._guard)
         except _Interrupted:
             pass  # raised by release() as the previous handler's KeyboardInterrupt
 

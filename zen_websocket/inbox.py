@@ -83,6 +83,10 @@ class Inbox:
         """Wake the consumer with :data:`CLOSED` after what is queued."""
         self._q.put(CLOSED)
 
+    def empty(self) -> bool:
+        """Whether no message is waiting."""
+        return self._q.empty()
+
     def qsize(self) -> int:
         """Messages waiting."""
         return self._q.qsize()
