@@ -121,12 +121,12 @@ def test_iteration_ends_when_client_closes(server):
 
 
 def blocked_in_recv(thread: threading.Thread) -> bool:
-    """Whether ``thread`` is in the blocking call (a queue get, a wait) made by ``Client.recv``.
+    """Whether ``thread`` is in the blocking call made by ``Client.recv`` (a queue get, a wait, or its own poll).
 
     A sync point read from the thread's stack, instead of a sleep that hopes it got there.
     """
     frame = sys._current_frames().get(thread.ident or -1)
-    if frame is None or frame.f_code.co_name not in ("get", "wait", "acquire"):
+    if frame is None or frame.f_code.co_name not in ("get", "wait", "acquire", "lead_wait"):
         return False  # not started, finished, or still on its way to the wait
     while frame is not None:
         if frame.f_code.co_name == "recv" and frame.f_globals.get("__name__", "").startswith("zen_websocket"):

@@ -1275,3 +1275,18 @@ def test_client_frame_rsv_and_exact_bytes():
 
 def test_opcode_values():
     assert (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG) == (0, 1, 2, 8, 9, 10)
+
+
+def test_a_parsed_read_is_not_kept_alive():
+    """Once every byte of a read is parsed the codec drops its reference: an idle client holds no read buffer."""
+    import sys
+
+    proto = Protocol()
+    data = frame(OP_TEXT, b"x" * 1000) + frame(OP_TEXT, b"y" * 10)
+    before = sys.getrefcount(data)
+    proto.receive_data(data)
+    assert sys.getrefcount(data) == before + 1  # parsed in place
+    assert proto.next_event() == (OP_TEXT, "x" * 1000)
+    assert proto.next_event() == (OP_TEXT, "y" * 10)
+    assert proto.next_event() is None
+    assert sys.getrefcount(data) == before

@@ -358,6 +358,8 @@ class Protocol:
                 if len(buf) - pos < 2:
                     if self._refill():
                         continue
+                    if pos == len(buf) and pos:
+                        self._reset_input(b"")  # do not keep a whole read (up to 1 MiB) alive while idle
                     return None
                 b0 = buf[pos]
                 b1 = buf[pos + 1]
