@@ -1290,3 +1290,15 @@ def test_a_parsed_read_is_not_kept_alive():
     assert proto.next_event() == (OP_TEXT, "y" * 10)
     assert proto.next_event() is None
     assert sys.getrefcount(data) == before
+
+
+def test_a_large_text_message_decoded_in_place_is_still_checked():
+    """Large whole text frames are decoded straight from the read: valid text as usual, bad UTF-8 is 1007."""
+    text = "é" * 40_000  # 80,000 bytes: over the in-place threshold, 64-bit length
+    proto = feed(frame(OP_TEXT, text.encode()) + frame(OP_TEXT, b"after"))
+    assert proto.next_event() == (OP_TEXT, text)
+    assert proto.next_event() == (OP_TEXT, "after")
+    bad = feed(frame(OP_TEXT, b"a" * 20_000 + b"\xff" + b"a" * 20_000))
+    with pytest.raises(ProtocolError) as info:
+        bad.next_event()
+    assert info.value.close_code == 1007

@@ -438,6 +438,16 @@ class Protocol:
                 start = pos + header
                 end = start + length
                 if end <= len(buf):
+                    if opcode == OP_TEXT and length >= _DECODE_IN_PLACE and b0 & _FIN and self._fast_path:
+                        # A large whole text message: decoded straight from
+                        # the read, without first copying its payload out.
+                        try:
+                            text = str(memoryview(buf)[start:end], "utf-8")
+                        except UnicodeDecodeError as exc:
+                            raise ProtocolError("invalid UTF-8 in a text message", 1007) from exc
+                        self._pos = end
+                        self.bytes_received += header + length
+                        return OP_TEXT, text
                     payload = buf[start:end]
                     self._pos = end
                 else:
@@ -664,6 +674,11 @@ class Protocol:
                 cut -= 1
             raw = raw[:cut]
         return client_frame(OP_CLOSE, _close_code.pack(code) + raw, self._urandom)
+
+
+# Text payloads at least this long are decoded from the read in place (a
+# memoryview costs more than copying a small payload).
+_DECODE_IN_PLACE = 16 * 1024
 
 
 def _rsv_flags(b0: int) -> tuple[bool, bool, bool]:
