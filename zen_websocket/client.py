@@ -356,7 +356,7 @@ class Client:
         The Future raises what :meth:`request` raises. Its deadline is kept
         by the shared timer thread; done-callbacks run in the thread that
         completes it (the thread that read the answer: the receive thread, or
-        a thread blocked in :meth:`request` meanwhile; the timer thread on a
+        a thread blocked in :meth:`request` or :meth:`recv` meanwhile; the timer thread on a
         timeout), so keep them short.
         """
         timeout = self.config.request_timeout if timeout is None else timeout
