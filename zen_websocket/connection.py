@@ -18,7 +18,9 @@ Which thread runs what:
 - ``zen-ws-recv-<name>`` (one per client, for its whole life): reads the
   socket, feeds the codec, answers pings, routes responses and hands
   messages to the host; when the connection is lost it waits out the
-  backoff, runs the next handshake, and starts the connect sequence.
+  backoff, runs the next handshake, and starts the connect sequence. A
+  thread in ``request()`` or in ``recv()`` with an empty queue reads for
+  itself instead while nobody else is reading (:class:`Lead`).
 - ``zen-ws-connect-<name>`` (short-lived, after each reconnect): the connect
   sequence (Deribit ``set_heartbeat``, ``connect`` callbacks, subscription
   restore, the ``reconnect`` event), so that a callback waiting on
@@ -1434,10 +1436,12 @@ def _dumps(data: Any) -> bytes:
 
 
 class Lead:
-    """The reader role, taken by a ``request()`` caller for its own round trip (leader/follower).
+    """The reader role, taken by a caller that would otherwise wait (leader/follower).
 
-    ``request()`` calls :meth:`take` just before its frame is written and
-    :meth:`read` after: when no other thread is reading, its caller becomes
+    ``recv()`` with an empty queue takes it (``consumer=True``) and reads
+    until something is queued. ``request()`` calls :meth:`take` just before
+    its frame is written and :meth:`read` after: when no other thread is
+    reading, its caller becomes
     the reader and dispatches what arrives (its answer, and every
     notification, in order, to the queue) itself, instead of waiting for the
     receive thread to read the answer and wake it: two thread hand-offs fewer
