@@ -643,8 +643,8 @@ class Driver:
         """Read and dispatch until the link ends; returns why it ended.
 
         The reader role is taken only while there is something to read: a
-        ``request()`` caller may hold it meanwhile (:meth:`lead`), and then
-        this thread waits for the role until the caller is done.
+        ``request()`` or ``recv()`` caller may hold it meanwhile (:class:`Lead`),
+        and then this thread waits until the caller is done, or stays parked.
         """
         read_lock = link.read_lock
         reader_free = link.reader_free  # None until a first leader
