@@ -1302,3 +1302,32 @@ def test_a_large_text_message_decoded_in_place_is_still_checked():
     with pytest.raises(ProtocolError) as info:
         bad.next_event()
     assert info.value.close_code == 1007
+
+
+def test_masking_keys_are_read_ahead_and_never_repeat_a_slice():
+    """MaskKeys hands out consecutive 4-byte slices of os.urandom reads, from any thread."""
+    import threading
+
+    from zen_websocket.protocol import MaskKeys
+
+    keys = MaskKeys()
+    got: list[bytes] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        mine = [keys(4) for _ in range(3000)]
+        with lock:
+            got.extend(mine)
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 12000 and all(len(key) == 4 for key in got)
+    # 12,000 keys span about 12 reads of 4,096 bytes: duplicates would mean a slice handed out twice
+    # (random collisions among 2**32 values are possible but this many is not: allow a few).
+    assert len(set(got)) >= 11990
+    proto = Protocol()
+    first, second = proto.send(OP_TEXT, b"x"), proto.send(OP_TEXT, b"x")
+    assert first[2:6] != second[2:6] or first[6:] != second[6:]
