@@ -332,6 +332,10 @@ class Link:
                 continue  # timed out: the deadline check above decides
             try:
                 view = view[sock.send(view) :]
+            except ssl.SSLWantReadError:
+                # TLS wants to read first (a post-handshake message): the
+                # reader does that; the socket is writable, so do not spin.
+                time.sleep(0.001)
             except _WOULD_BLOCK_WRITE:
                 continue
 
