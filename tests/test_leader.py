@@ -480,7 +480,6 @@ def test_ctrl_c_during_recv_loses_no_message(feed):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     numbers, interrupts = report["numbers"], report["interrupts"]
     assert interrupts > 20 and len(numbers) > 1000, (interrupts, len(numbers))
-    assert all(a < b for a, b in zip(numbers, numbers[1:])), "out of order or duplicated"
     assert numbers[0] == 1 and numbers == list(range(1, len(numbers) + 1)), "a message was lost"
     assert numbers[-1] == feed.seq
     assert report["state"] == "connected" and report["reconnects"] == 0
