@@ -718,6 +718,7 @@ class Driver:
         filters = session.filters_text
         record = self.recorder.record if self.recorder is not None else None
         debug = self._debug
+        read_short = False  # this call's last read emptied the socket (then the receive thread waits)
         exc: BaseException | None = None
         try:
             while True:
@@ -741,15 +742,15 @@ class Driver:
                                 link.lead_wait(remaining)
                             else:
                                 guard.wait(link, remaining)  # Ctrl-C: _Interrupted, with nothing in hand
-                    elif link.drained:
-                        link.drained = False
-                        return False  # the receive thread: the last read emptied the socket
+                    elif read_short:
+                        return False  # the receive thread: its last read emptied the socket
                     data = recv()
                     if data is None:
                         if done is None:
                             return False  # the receive thread: nothing more for now
                         link.drained = True  # the leader waits before it reads again
                     elif data:
+                        read_short = link.drained
                         proto.receive_data(data)
                     else:
                         proto.receive_eof()
