@@ -253,7 +253,12 @@ def test_peer_close_read_by_a_leader_fails_the_request_and_reconnects(feed):
         assert client.request("feed/echo", {"echo": "again"}) == "again"
 
 
-CTRL_C_CHILD = textwrap.dedent(
+# Ctrl-C children (run in a subprocess: SIGINT goes to the main thread). They
+# share this start: a client, a thread sending SIGINT at random moments, and a
+# handler that raises only when the signal lands in library code (one landing
+# in the child's own lines would lose what it holds there, which is no fault
+# of the library). Then each runs its loop and prints a JSON report.
+CTRL_C_START = textwrap.dedent(
     """
     import json, os, random, signal, sys, threading, time
     import zen_websocket as zw
@@ -267,17 +272,21 @@ CTRL_C_CHILD = textwrap.dedent(
         while not stop.wait(rng.uniform(0.0005, 0.004)):
             os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupter, daemon=True).start()
     library = os.path.dirname(zw.__file__)
 
     def on_sigint(signum, frame):
-        # Raised only when it lands in the library: this script's own lines
-        # (the loop, the counters) are not under test.
         if frame is not None and frame.f_code.co_filename.startswith(library):
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
-    interrupts = answered = 0
+    interrupts = 0
+    """
+)
+
+CTRL_C_REQUEST_LOOP = textwrap.dedent(
+    """
+    threading.Thread(target=interrupter, daemon=True).start()
+    answered = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -308,20 +317,58 @@ CTRL_C_CHILD = textwrap.dedent(
     """
 )
 
+CTRL_C_RECV_LOOP = textwrap.dedent(
+    """
+    client.request("feed/stream", {"interval": 0.0002})
+    threading.Thread(target=interrupter, daemon=True).start()
+    numbers = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            numbers.append(json.loads(client.recv(timeout=1))["params"]["seq"])
+        except KeyboardInterrupt:
+            interrupts += 1
+    stop.set()
+    time.sleep(0.05)
+    while True:
+        try:
+            client.request("feed/stop", timeout=5)
+            break
+        except KeyboardInterrupt:
+            interrupts += 1
+    while True:
+        try:
+            message = json.loads(client.recv(timeout=0.3))
+        except TimeoutError:
+            break
+        except KeyboardInterrupt:
+            interrupts += 1
+            continue
+        numbers.append(message["params"]["seq"])
+    print(json.dumps({"interrupts": interrupts, "numbers": numbers, "state": client.get_state(),
+                      "reconnects": client.get_state_metrics()["reconnects"]}))
+    os._exit(0)
+    """
+)
+
+
+def run_ctrl_c_child(loop: str, url: str, seconds: float) -> dict:
+    """Run CTRL_C_START + ``loop`` in a subprocess against ``url``; its JSON report."""
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C_START + loop, url, str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=45,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
 
 @pytest.mark.timeout(60)
 def test_ctrl_c_during_requests_loses_no_message(feed):
     """SIGINT at random moments of request() in the main thread: raised, and the stream stays whole."""
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
-    result = subprocess.run(
-        [sys.executable, "-c", CTRL_C_CHILD, feed.server.url, "2.0"],
-        capture_output=True,
-        text=True,
-        timeout=45,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_ctrl_c_child(CTRL_C_REQUEST_LOOP, feed.server.url, 2.0)
     assert report["interrupts"] > 20 and report["answered"] > 20, report
     assert report["last"] == "last" and report["state"] == "connected"
     numbers = report["numbers"]
@@ -412,81 +459,10 @@ def test_unsolicited_data_is_read_within_the_park_time(feed, readers, monkeypatc
         assert drain_numbers(client, 1) == [1]
 
 
-CTRL_C_RECV_CHILD = textwrap.dedent(
-    """
-    import json, os, random, signal, sys, threading, time
-    import zen_websocket as zw
-
-    url, seconds = sys.argv[1], float(sys.argv[2])
-    client = zw.connect(url, heartbeat_config=None, close_timeout=0.5)
-    client.request("feed/stream", {"interval": 0.0002})
-    stop = threading.Event()
-
-    def interrupter():
-        rng = random.Random(11)
-        while not stop.wait(rng.uniform(0.0005, 0.004)):
-            os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupter, daemon=True).start()
-    numbers, interrupts = [], 0
-    library = os.path.dirname(zw.__file__)
-
-    def on_sigint(signum, frame):
-        # Raised only when it lands in the library: one landing in this
-        # script (between recv() returning and the append) would lose a
-        # message here, not in the library.
-        if frame is not None and frame.f_code.co_filename.startswith(library):
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            numbers.append(json.loads(client.recv(timeout=1))["params"]["seq"])
-        except KeyboardInterrupt:
-            interrupts += 1
-    stop.set()
-    time.sleep(0.05)
-    while True:
-        try:
-            client.request("feed/stop", timeout=5)
-            break
-        except KeyboardInterrupt:
-            interrupts += 1
-    while True:
-        try:
-            message = json.loads(client.recv(timeout=0.3))
-        except TimeoutError:
-            break
-        except KeyboardInterrupt:
-            interrupts += 1
-            continue
-        numbers.append(message["params"]["seq"])
-    print(json.dumps({"interrupts": interrupts, "numbers": numbers, "state": client.get_state(),
-                      "reconnects": client.get_state_metrics()["reconnects"]}))
-    os._exit(0)
-    """
-)
-
-
 @pytest.mark.timeout(60)
 def test_ctrl_c_during_recv_loses_no_message(feed):
-    """SIGINT at random moments of recv() reading for itself: raised, and no message lost or reordered.
-
-    The child's SIGINT handler raises only when the signal lands in library
-    code (one landing in the child's own lines would lose the message it
-    holds there, which is no fault of the library).
-    """
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
-    result = subprocess.run(
-        [sys.executable, "-c", CTRL_C_RECV_CHILD, feed.server.url, "1.5"],
-        capture_output=True,
-        text=True,
-        timeout=45,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    """SIGINT at random moments of recv() reading for itself: raised, and no message lost or reordered."""
+    report = run_ctrl_c_child(CTRL_C_RECV_LOOP, feed.server.url, 1.5)
     numbers, interrupts = report["numbers"], report["interrupts"]
     assert interrupts > 20 and len(numbers) > 1000, (interrupts, len(numbers))
     assert numbers[0] == 1 and numbers == list(range(1, len(numbers) + 1)), "a message was lost"
