@@ -95,7 +95,6 @@ SMALL_READ = 64 * 1024
 # What a non-blocking socket raises when it has nothing to read, or no room
 # to write (a TLS socket may need the other direction first).
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-_WOULD_BLOCK_WRITE = _WOULD_BLOCK
 
 # How long a receive thread left parked by a request() caller (Lead.release)
 # may leave the socket unwatched: what arrives meanwhile, when nobody waits for
@@ -265,9 +264,9 @@ class Link:
         self.drained = len(data) < size and not (self._tls and self.sock.pending())  # type: ignore[attr-defined]
         return data
 
-    def wait_readable(self, timeout: float | None) -> bool:
-        """The receive thread's wait (without the reader role); True when readable or hung up."""
-        return bool(self._in_poll.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+    def wait_readable(self) -> None:
+        """The receive thread's wait (without the reader role): until readable or hung up."""
+        self._in_poll.poll()
 
     def lead_wait(self, timeout: float) -> bool:
         """The reader role holder's wait, at most ``timeout`` seconds; True when readable or hung up."""
@@ -314,7 +313,7 @@ class Link:
         sock = self.sock
         try:
             sent = sock.send(data)
-        except _WOULD_BLOCK_WRITE:
+        except _WOULD_BLOCK:
             sent = 0
         if sent == len(data):
             return  # almost always: the socket had room
@@ -336,7 +335,7 @@ class Link:
                 # TLS wants to read first (a post-handshake message): the
                 # reader does that; the socket is writable, so do not spin.
                 time.sleep(0.001)
-            except _WOULD_BLOCK_WRITE:
+            except _WOULD_BLOCK:
                 continue
 
     def try_send(self, opcode: int, payload: bytes) -> bool:
@@ -354,7 +353,7 @@ class Link:
             frame = self.protocol.send(opcode, payload)
             try:
                 sent = self.sock.send(frame)
-            except _WOULD_BLOCK_WRITE:
+            except _WOULD_BLOCK:
                 return False  # no room: nothing went out
             if sent < len(frame):
                 # Part of the frame is on the wire: it must be finished or the
@@ -660,7 +659,7 @@ class Driver:
                             break  # ended: handled by whoever read the end (a leader, or this thread)
                     finally:
                         read_lock.release()
-                    link.wait_readable(None)  # woken by data, the peer's close, or abort()
+                    link.wait_readable()  # woken by data, the peer's close, or abort()
                 elif reader_free is None or reader_free.is_set():
                     # A leader is letting go at this moment (or, the first
                     # one, has not created the event yet): wait for it.
