@@ -731,15 +731,17 @@ class BinanceEmulator(MockWebSocketServer):
             handler.rfile.read(length)
         api_key = handler.headers.get("X-MBX-APIKEY", "")
         status, body, key = self._listen_key_call(method, urlsplit(handler.path).path, api_key)
+        # Recorded before the answer goes out: a client that got its answer
+        # must find the call in rest_calls.
+        with self._cond:
+            self.rest_calls.append(RestCall(method, status, key, api_key in self.api_keys, time.monotonic()))
+            self._cond.notify_all()
         payload = json.dumps(body).encode("utf-8")
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
         handler.wfile.write(payload)
-        with self._cond:
-            self.rest_calls.append(RestCall(method, status, key, api_key in self.api_keys, time.monotonic()))
-            self._cond.notify_all()
 
     def _listen_key_call(self, method: str, path: str, api_key: str) -> tuple[int, Any, str | None]:
         if path != LISTEN_KEY_PATH:
