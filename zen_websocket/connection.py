@@ -96,9 +96,9 @@ SMALL_READ = 64 * 1024
 # to write (a TLS socket may need the other direction first).
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
-# How long a receive thread left parked by a request() caller (Lead.release)
-# may leave the socket unwatched: what arrives meanwhile, when nobody waits for
-# anything, is read at the latest this much later.
+# How long after the last caller that read for itself (Lead.release) a parked
+# receive thread leaves the socket unwatched: what arrives meanwhile, when
+# nobody waits for anything, is read at the latest this much later.
 _PARKED_FOR = 0.01
 
 # The longest text of a frame shown in a debug log line (masked, control characters escaped so a
@@ -467,7 +467,7 @@ class Driver:
         self._handshake_sock: socket.socket | None = None  # the handshake in progress, for close() to abort
         self._scheduler: Scheduler | None = None
         self._parked: Link | None = None  # a link whose receive thread a leader left parked (Lead.release)
-        self.consumer_seen = 0.0  # when recv() last read for itself (Lead, consumer=True)
+        self.lead_seen = 0.0  # when a leader last left the receive thread parked (Lead.release)
         self._timer: Timer | None = None
         self._timer_lock = threading.Lock()  # guards _timer
 
@@ -667,15 +667,15 @@ class Driver:
                     read_lock.release()
                     reader_free = link.reader_free
                 else:
-                    # A request() caller is reading (Lead). Waiting on the lock
-                    # itself would make this thread its owner the moment the
-                    # caller let go, and the caller's next request would find
-                    # it taken: wait for the event instead. A leader that had
+                    # A caller is reading (Lead). Waiting on the lock itself
+                    # would make this thread its owner the moment the caller
+                    # let go, and the caller's next request would find it
+                    # taken: wait for the event instead. A leader that had
                     # nothing left for anyone leaves this thread parked
-                    # (Lead.release): then it looks again every _PARKED_FOR,
-                    # unless a consumer reading for itself came back since.
-                    while not reader_free.wait(_PARKED_FOR):
-                        if time.monotonic() - self.consumer_seen > _PARKED_FOR or link.lost.is_set():
+                    # (Lead.release): it stays so while leaders keep coming,
+                    # and looks at the socket again _PARKED_FOR after the last.
+                    while not reader_free.wait(max(0.001, self.lead_seen + _PARKED_FOR - time.monotonic())):
+                        if time.monotonic() - self.lead_seen >= _PARKED_FOR or link.lost.is_set():
                             break
         finally:
             link.abort()  # the socket is closed by its receive thread only
@@ -1499,8 +1499,9 @@ class Lead:
         """Whether the receive thread may stay parked (the caller still holds the reader role).
 
         After ``recv()`` (the consumer) what is in the socket is the
-        consumer's to read on its next call: it stays there while the
-        consumer keeps coming back (see :meth:`Driver._receive`).
+        consumer's to read on its next call. Either way it stays there while
+        leaders keep coming, for at most ``_PARKED_FOR`` after the last (see
+        :meth:`Driver._receive`).
         """
         driver = self._driver
         session = driver.session
@@ -1511,10 +1512,10 @@ class Lead:
             or link.lost.is_set()
         ):
             return False
-        if self._consumer:
-            driver.consumer_seen = time.monotonic()
-            return True
-        return not driver.host._recv_lock.locked() and not link.lead_wait(0)  # a consumer waits; data is in
+        if not self._consumer and (driver.host._recv_lock.locked() or link.lead_wait(0)):
+            return False  # a consumer waits in recv(), or something is already in the socket
+        driver.lead_seen = time.monotonic()
+        return True
 
     def read(self, done: Callable[[], bool], timeout: float | None) -> None:
         """Read and dispatch until ``done()`` or ``timeout`` passes (when the role was taken)."""
@@ -1535,9 +1536,9 @@ class Lead:
         receive thread is left parked instead of woken: a caller making
         requests back to back then reads every answer without the receive
         thread waking twice per round trip (measured: a fifth of the round
-        trip on a 2-core machine). It looks at the socket again after at most
-        ``_PARKED_FOR``, or at once when ``recv()``, another request, a
-        heartbeat or ``close()`` needs it (:meth:`Driver.unpark`).
+        trip on a 2-core machine). It looks at the socket again ``_PARKED_FOR``
+        after the last such caller, or at once when ``recv()``, another
+        request, a heartbeat or ``close()`` needs it (:meth:`Driver.unpark`).
         """
         link, self._link = self._link, None
         if link is not None:
