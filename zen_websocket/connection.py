@@ -1445,15 +1445,14 @@ class Lead:
     ``recv()`` with an empty queue takes it (``consumer=True``) and reads
     until something is queued. ``request()`` calls :meth:`take` just before
     its frame is written and :meth:`read` after: when no other thread is
-    reading, its caller becomes
-    the reader and dispatches what arrives (its answer, and every
-    notification, in order, to the queue) itself, instead of waiting for the
-    receive thread to read the answer and wake it: two thread hand-offs fewer
-    per round trip. The role is taken before the write so that the receive
-    thread cannot read the answer first. When another thread is reading,
-    messages go to ``message`` callbacks (they run in the receive thread
-    only) or the queue is bounded (only the receive thread may block on a
-    full queue), the caller just waits and the receive thread reads.
+    reading, its caller becomes the reader and dispatches what arrives (its
+    answer, and every notification, in order, to the queue) itself, instead
+    of waiting for the receive thread to read the answer and wake it: two
+    thread hand-offs fewer per round trip. The role is taken before the write
+    so that the receive thread cannot read the answer first. When another
+    thread is reading, when messages go to ``message`` callbacks (they run in
+    the receive thread only) or when the queue is bounded (only the receive
+    thread may block on a full queue), the caller just waits.
 
     Ctrl-C in the main thread is deferred while the caller dispatches and
     raised by :meth:`release` once nothing is in hand (see
@@ -1542,13 +1541,12 @@ class Lead:
         """
         link, self._link = self._link, None
         if link is not None:
-            driver = self._driver
-            if self._nothing_expected(link):
-                driver._parked = link
-                link.read_lock.release()
-            else:
-                link.read_lock.release()  # the receive thread reads what is left in the socket
-                link.reader_free.set()  # type: ignore[union-attr]  # created by take()
+            park = self._nothing_expected(link)
+            if park:
+                self._driver._parked = link  # before the release: an unpark from then on finds it
+            link.read_lock.release()
+            if not park:
+                link.reader_free.set()  # type: ignore[union-attr]  # created by take(); the receive thread reads on
         guard, self._guard = self._guard, None
         if guard is not None:
             guard.exit()
